@@ -1,0 +1,153 @@
+"""Typed run configuration: a TOML file from `configs/` plus command-line overrides.
+
+Each TOML table (`[data]`, ...) maps onto one dataclass. Unknown keys and wrongly typed values
+are errors that name the file, the table and the key, because a silently ignored typo in a
+config is a wrong experiment. The resolved config is saved with every run and every cache.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from seqbench.errors import SeqbenchError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised only on Python 3.10
+    import tomli as tomllib
+
+
+def default_cache_dir() -> Path:
+    """Where prepared datasets and downloads live unless `--out`/`cache_dir` says otherwise."""
+    env = os.environ.get("SEQBENCH_CACHE")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "seqbench"
+
+
+@dataclass
+class DataConfig:
+    """Which dataset, from which files, filtered how. Options that are None take the preset's."""
+
+    dataset: str = "synthetic"
+    source: list[str] = field(default_factory=list)
+    min_user: int | None = None
+    min_item: int | None = None
+    dedupe: bool | None = None
+    cache_dir: str | None = None
+    download: bool = False
+    # synthetic generator
+    seed: int = 0
+    users: int | None = None
+    items: int = 1000
+    mean_len: float = 20.0
+    # generic reader
+    user_col: str = "user"
+    item_col: str = "item"
+    time_col: str | None = None
+
+    @property
+    def cache_root(self) -> Path:
+        return Path(self.cache_dir).expanduser() if self.cache_dir else default_cache_dir()
+
+
+@dataclass
+class RunConfig:
+    """Everything a command needs; one field per TOML table."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def load_config(
+    path: Path | None = None, overrides: dict[str, dict[str, Any]] | None = None
+) -> RunConfig:
+    """Read `path` (if given), then apply `overrides` ({table: {key: value}}; None values skip)."""
+    tables: dict[str, Any] = {}
+    origin = "command line"
+    if path is not None:
+        tables = read_toml(path)
+        origin = str(path)
+    config = RunConfig()
+    for table_field in dataclasses.fields(RunConfig):
+        section = getattr(config, table_field.name)
+        values = tables.pop(table_field.name, {})
+        if not isinstance(values, dict):
+            raise SeqbenchError(f"{origin}: [{table_field.name}] must be a table")
+        _apply(section, values, f"{origin} [{table_field.name}]")
+        cli = {
+            k: v for k, v in (overrides or {}).get(table_field.name, {}).items() if v is not None
+        }
+        _apply(section, cli, "command line")
+    if tables:
+        known = ", ".join(f"[{f.name}]" for f in dataclasses.fields(RunConfig))
+        raise SeqbenchError(
+            f"{origin}: unknown table or key {next(iter(tables))!r}; known tables: {known}"
+        )
+    return config
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Parse a TOML file (data only: nothing in it is executed)."""
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise SeqbenchError(f"{path}: config file not found") from None
+    except IsADirectoryError:
+        raise SeqbenchError(f"{path}: is a directory, expected a TOML config file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SeqbenchError(f"{path}: not valid TOML ({exc})") from None
+    except UnicodeDecodeError:
+        raise SeqbenchError(f"{path}: not UTF-8 text, expected a TOML config file") from None
+
+
+def _apply(section: Any, values: dict[str, Any], where: str) -> None:
+    hints = typing.get_type_hints(type(section))
+    names = [f.name for f in dataclasses.fields(section)]
+    for key, value in values.items():
+        if key not in hints:
+            raise SeqbenchError(f"{where}: unknown key {key!r}; known keys: {', '.join(names)}")
+        setattr(section, key, _coerce(value, hints[key], f"{where}: {key}"))
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    """Check `value` against a simple type hint (int, float, str, bool, list[str], X | None)."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if value is None:
+            return None
+        return _coerce(value, args[0], where)
+    if origin is list:
+        if not isinstance(value, list):
+            raise SeqbenchError(f"{where} must be a list, got {value!r}")
+        (inner,) = typing.get_args(hint)
+        return [_coerce(v, inner, where) for v in value]
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise SeqbenchError(f"{where} must be true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise SeqbenchError(f"{where} must be an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise SeqbenchError(f"{where} must be a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise SeqbenchError(f"{where} must be a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported config type {hint!r} for {where}")  # a bug, not user input

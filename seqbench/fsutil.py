@@ -1,0 +1,88 @@
+"""Crash-safe file writing: whatever a user already has is never replaced by something half-written.
+
+Files are written next to their destination and renamed into place (a rename within a
+directory is atomic on POSIX). Directories are built under a staging name that says which
+process owns it, so a later run can sweep what a killed process left behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+STAGING_PREFIX = ".staging-"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` so that readers see either the old file or the whole new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+
+
+@contextlib.contextmanager
+def staging_dir(parent: Path, name: str) -> Iterator[Path]:
+    """A fresh directory to build `parent/name` in; removed again if the build does not finish.
+
+    The caller renames it into place with `commit`. Ctrl-C, SIGTERM (turned into SystemExit
+    by the CLI) and errors all pass through the cleanup; only SIGKILL can leave it behind,
+    and `sweep_stale` removes it on the next run.
+    """
+    parent.mkdir(parents=True, exist_ok=True)
+    sweep_stale(parent)
+    path = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-{name}-", dir=parent))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def commit(staging: Path, final: Path) -> bool:
+    """Move a finished staging directory to `final`; False if another process got there first."""
+    try:
+        os.rename(staging, final)
+    except OSError:
+        if final.is_dir():
+            return False
+        raise
+    return True
+
+
+def sweep_stale(parent: Path) -> list[Path]:
+    """Remove staging directories whose owning process no longer exists."""
+    removed = []
+    for entry in parent.glob(f"{STAGING_PREFIX}*"):
+        pid_text = entry.name[len(STAGING_PREFIX) :].split("-", 1)[0]
+        if pid_text.isdigit() and not _alive(int(pid_text)):
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

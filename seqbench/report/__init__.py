@@ -1,0 +1,1 @@
+"""What seqbench shows people: Rich tables for commands, `compare` and `dash`."""

@@ -1,0 +1,74 @@
+"""Shared test helpers: run the CLI in-process, write fixture files, find real data if present."""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from seqbench.cli import main
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@dataclass
+class CliResult:
+    """What one in-process `seqbench` invocation produced."""
+
+    code: int
+    out: str
+    err: str
+
+
+Cli = Callable[..., CliResult]
+
+
+@pytest.fixture
+def cli(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., CliResult]:
+    """Run `seqbench ARGS` in this process and return exit code, stdout and stderr."""
+    monkeypatch.setenv("COLUMNS", "200")
+
+    def run(*args: str) -> CliResult:
+        capsys.readouterr()
+        try:
+            main(list(args))
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> Path:
+    path = tmp_path / "cache"
+    path.mkdir()
+    return path
+
+
+def write(path: Path, text: str | bytes, *, gz: bool = False) -> Path:
+    """Write a fixture file (gzip-compressed when `gz`), creating parent directories."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = text.encode() if isinstance(text, str) else text
+    if gz:
+        data = gzip.compress(data)
+    path.write_bytes(data)
+    return path
+
+
+def cache_entries(cache_dir: Path) -> list[Path]:
+    """Everything under the prepared-data directory: entries and any staging leftovers."""
+    prepared = cache_dir / "prepared"
+    return sorted(prepared.iterdir()) if prepared.is_dir() else []
+
+
+def needs_shared_data(*parts: str) -> pytest.MarkDecorator:
+    path = SHARED_DATA.joinpath(*parts)
+    return pytest.mark.skipif(not path.exists(), reason=f"real data not present: {path}")
