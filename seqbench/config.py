@@ -60,10 +60,107 @@ class DataConfig:
 
 
 @dataclass
+class ModelConfig:
+    """The encoder's shape (SASRec defaults of the CCE experiment: length 50, embedding 64)."""
+
+    max_len: int = 50
+    dim: int = 64
+    layers: int = 2
+    heads: int = 2
+    dropout: float = 0.2
+
+    def validate(self) -> None:
+        _at_least("max_len", self.max_len, 2)
+        _at_least("dim", self.dim, 1)
+        _at_least("layers", self.layers, 1)
+        _at_least("heads", self.heads, 1)
+        if self.dim % self.heads:
+            raise SeqbenchError(f"--dim ({self.dim}) must be divisible by --heads ({self.heads})")
+        if not 0.0 <= self.dropout < 1.0:
+            raise SeqbenchError(f"--dropout must be in [0, 1), got {self.dropout}")
+
+
+@dataclass
+class TrainConfig:
+    """How to train: loss, optimisation, schedule, device, and where runs are recorded."""
+
+    loss: str = "ce"
+    seed: int = 0
+    epochs: int = 20  # configs/ presets set the published schedules (e.g. 200, patience 10)
+    patience: int = 5
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    last_only: bool = False
+    negatives: int = 256
+    logq: bool = False
+    filter_eps: str = "high"
+    block_size: int | None = None
+    device: str = "auto"
+    bf16: bool = True
+    max_batches: int | None = None
+    time_limit_min: float | None = None  # stop after the epoch that crosses it; still tested
+    runs_dir: str = "runs"
+
+    def validate(self) -> None:
+        _at_least("epochs", self.epochs, 1)
+        _at_least("patience", self.patience, 1)
+        _at_least("batch_size", self.batch_size, 1)
+        _at_least("negatives", self.negatives, 1)
+        if self.block_size is not None:
+            _at_least("block_size", self.block_size, 1)
+        if self.max_batches is not None:
+            _at_least("max_batches", self.max_batches, 1)
+        if not self.lr > 0:
+            raise SeqbenchError(f"--lr must be > 0, got {self.lr}")
+        if self.time_limit_min is not None and not self.time_limit_min > 0:
+            raise SeqbenchError(f"--time-limit must be > 0 minutes, got {self.time_limit_min}")
+        if self.weight_decay < 0:
+            raise SeqbenchError(f"--weight-decay must be >= 0, got {self.weight_decay}")
+
+
+@dataclass
+class EvalConfig:
+    """How to evaluate: protocols (named next to every number), cut-offs, model selection."""
+
+    protocols: list[str] = field(default_factory=lambda: ["full"])
+    ks: list[int] = field(default_factory=lambda: [5, 10, 20])
+    exclude_seen: bool = True
+    monitor: str = "NDCG@10"
+    batch_size: int = 512
+    sampled_seed: int = 0
+
+    def validate(self) -> None:
+        from seqbench.engine.evaluate import PROTOCOLS
+
+        if not self.protocols:
+            raise SeqbenchError("--protocol needs at least one of: " + ", ".join(PROTOCOLS))
+        for protocol in self.protocols:
+            if protocol not in PROTOCOLS:
+                raise SeqbenchError(f"--protocol {protocol!r} is not one of: "
+                                    f"{', '.join(PROTOCOLS)}")
+        if not self.ks or min(self.ks) < 1:
+            raise SeqbenchError(f"--k needs cut-offs >= 1, got {self.ks}")
+        _at_least("batch_size", self.batch_size, 1)
+        name, _, k = self.monitor.partition("@")
+        if name not in ("HR", "NDCG") or not k.isdigit() or int(k) not in self.ks:
+            raise SeqbenchError(f"--monitor must be HR@k or NDCG@k with k in --k "
+                                f"{self.ks}, got {self.monitor!r}")
+
+
+@dataclass
 class RunConfig:
     """Everything a command needs; one field per TOML table."""
 
     data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def validate(self) -> None:
+        self.model.validate()
+        self.train.validate()
+        self.eval.validate()
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -110,6 +207,11 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise SeqbenchError(f"{path}: not valid TOML ({exc})") from None
     except UnicodeDecodeError:
         raise SeqbenchError(f"{path}: not UTF-8 text, expected a TOML config file") from None
+
+
+def _at_least(name: str, value: int, minimum: int) -> None:
+    if value < minimum:
+        raise SeqbenchError(f"--{name.replace('_', '-')} must be >= {minimum}, got {value}")
 
 
 def _apply(section: Any, values: dict[str, Any], where: str) -> None:

@@ -7,9 +7,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import polars as pl
 import pytest
 
 from seqbench.cli import main
+from seqbench.data.cache import write_arrays
+from seqbench.data.dataset import Dataset
+from seqbench.data.pipeline import Prepared
+from seqbench.fsutil import atomic_write_json
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -72,3 +78,20 @@ def cache_entries(cache_dir: Path) -> list[Path]:
 def needs_shared_data(*parts: str) -> pytest.MarkDecorator:
     path = SHARED_DATA.joinpath(*parts)
     return pytest.mark.skipif(not path.exists(), reason=f"real data not present: {path}")
+
+
+def make_dataset(directory: Path, sequences: list[list[int]], num_items: int | None = None
+                 ) -> Dataset:
+    """A `Dataset` with exactly these user sequences (item ids 1..num_items), for engine tests."""
+    items = np.array([i for seq in sequences for i in seq], dtype=np.int32)
+    offsets = np.concatenate([[0], np.cumsum([len(s) for s in sequences])]).astype(np.int64)
+    num_items = num_items or int(items.max())
+    prepared = Prepared(items=items, offsets=offsets,
+                        user_ids=pl.Series("user", range(len(sequences))),
+                        item_ids=pl.Series("item", range(1, num_items + 1)))
+    directory.mkdir(parents=True, exist_ok=True)
+    write_arrays(prepared, directory)
+    meta = {"dataset": "fixture", "key": "fixture",
+            "stats": {"items": num_items, "users": len(sequences), "interactions": len(items)}}
+    atomic_write_json(directory / "meta.json", meta)
+    return Dataset.load(directory)

@@ -1,0 +1,1 @@
+"""The one torch engine: encoder, models (hidden states), losses, metrics, evaluation, trainer."""

@@ -1,0 +1,95 @@
+"""Turning a prepared `Dataset` into right-aligned id matrices for training and evaluation.
+
+All matrices are built once, vectorised, from the CSR arrays (no Python loop over users), and
+batches are row slices of them, so an epoch's data order is one permutation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from seqbench.data.dataset import Dataset
+
+
+def pad_left(items: np.ndarray, starts: np.ndarray, ends: np.ndarray, width: int) -> np.ndarray:
+    """Rows `items[start:end]`, keeping the last `width` ids, right-aligned with 0 padding."""
+    index = ends[:, None] - width + np.arange(width)[None, :]
+    valid = index >= starts[:, None]
+    return np.where(valid, items[np.clip(index, 0, max(len(items) - 1, 0))], 0).astype(np.int64)
+
+
+@dataclass
+class NextItemData:
+    """Training instances: inputs s[:-1] and targets s[1:] of each user's training sequence.
+
+    One instance per user with at least two training items, truncated to the last `max_len`
+    positions (as SASRec does). With `last_only`, only the final position carries a target.
+    """
+
+    users: np.ndarray
+    inputs: np.ndarray
+    targets: np.ndarray
+
+    @classmethod
+    def build(cls, dataset: Dataset, max_len: int, *, last_only: bool = False) -> NextItemData:
+        starts = dataset.offsets[:-1]
+        ends = starts + dataset.train_lengths
+        users = np.flatnonzero(dataset.train_lengths >= 2)
+        inputs = pad_left(dataset.items, starts[users], ends[users] - 1, max_len)
+        targets = pad_left(dataset.items, starts[users] + 1, ends[users], max_len)
+        if last_only:
+            targets[:, :-1] = 0
+        return cls(users=users, inputs=inputs, targets=targets)
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+    def batches(self, batch_size: int, generator: torch.Generator
+                ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(inputs, targets) in a random order drawn from `generator` (reproducible)."""
+        order = torch.randperm(len(self), generator=generator).numpy()
+        for start in range(0, len(order), batch_size):
+            rows = order[start:start + batch_size]
+            yield torch.from_numpy(self.inputs[rows]), torch.from_numpy(self.targets[rows])
+
+
+@dataclass
+class HoldoutData:
+    """Evaluation instances of one split: input sequence, target, and the full history.
+
+    valid: input s[:-2], target s[-2]; test: input s[:-1], target s[-1] (design.md section 2).
+    `history_starts/ends` delimit the whole input sequence in `dataset.items` (not only its
+    last `max_len` ids), which is what seen-item exclusion removes.
+    """
+
+    users: np.ndarray
+    inputs: np.ndarray
+    targets: np.ndarray
+    history_starts: np.ndarray
+    history_ends: np.ndarray
+
+    @classmethod
+    def build(cls, dataset: Dataset, split: str, max_len: int) -> HoldoutData:
+        if split not in ("valid", "test"):
+            raise ValueError(f"unknown split {split!r}")
+        users = np.flatnonzero(dataset.has_holdout)
+        starts = dataset.offsets[:-1][users]
+        ends = dataset.offsets[1:][users] - (2 if split == "valid" else 1)
+        targets = dataset.items[ends].astype(np.int64)
+        return cls(users=users, inputs=pad_left(dataset.items, starts, ends, max_len),
+                   targets=targets, history_starts=starts, history_ends=ends)
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+    def history_pairs(self, rows: np.ndarray, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(row-in-batch, item id) for every item in the histories of batch rows `rows`."""
+        starts, ends = self.history_starts[rows], self.history_ends[rows]
+        lengths = ends - starts
+        batch_rows = np.repeat(np.arange(len(rows)), lengths)
+        offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        return batch_rows, items[np.repeat(starts, lengths) + offsets].astype(np.int64)

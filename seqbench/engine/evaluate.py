@@ -1,0 +1,233 @@
+"""Batched, vectorised evaluation under a named protocol (design.md section 4).
+
+`full` ranks the target against the whole catalogue. Scores are computed one block of items at
+a time, so a batch never holds more than [batch, block] scores, even for 1M items. The user's
+items from the input sequence are excluded (except the target itself), unless asked not to.
+
+`sampled-99` ranks the target against 99 negatives drawn uniformly from the items the user
+never interacted with, fixed per user by a seed (the S3Rec paper's protocol). The two protocols
+differ by an order of magnitude; their numbers are never mixed.
+
+Ties are broken by item id (lower id first) exactly: each score is turned into a 64-bit key,
+the float's order-preserving bit pattern in the high half and the inverted id in the low half,
+so one integer comparison orders by (score desc, id asc) and `topk` returns the exact list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from seqbench.data.dataset import Dataset
+from seqbench.engine.batches import HoldoutData
+from seqbench.engine.metrics import summarize, surprisal_weights
+from seqbench.errors import SeqbenchError
+
+PROTOCOLS = ("full", "sampled-99")
+SAMPLED_NEGATIVES = 99
+_ID_SPACE = (1 << 31) - 1
+_NONE = torch.iinfo(torch.int64).min  # the key of an excluded item: ranks below everything
+
+
+class Scorer(Protocol):
+    """What evaluation needs from a model: a vector per user and one per item."""
+
+    def user_vectors(self, inputs: torch.Tensor) -> torch.Tensor: ...
+
+    def item_table(self) -> torch.Tensor: ...
+
+
+@dataclass
+class TrainStats:
+    """What Coverage and Surprisal need from the training interactions."""
+
+    train_items: np.ndarray  # distinct item ids seen in training
+    weights: np.ndarray  # surprisal weight per item id (index 0 unused)
+    counts: np.ndarray  # training interactions per item id (most-popular baseline)
+
+    @classmethod
+    def from_dataset(cls, dataset: Dataset) -> TrainStats:
+        starts = dataset.offsets[:-1]
+        lengths = dataset.train_lengths
+        rows = np.repeat(np.arange(dataset.num_users), lengths)
+        offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        items = dataset.items[np.repeat(starts, lengths) + offsets].astype(np.int64)
+        size = dataset.num_items + 1
+        counts = np.bincount(items, minlength=size)
+        pairs = np.unique(rows.astype(np.int64) * size + items)
+        users_per_item = np.bincount(pairs % size, minlength=size)
+        train_users = int((lengths > 0).sum())
+        return cls(train_items=np.flatnonzero(counts[1:]) + 1,
+                   weights=surprisal_weights(users_per_item, train_users), counts=counts)
+
+
+class MostPopular:
+    """The most-popular baseline as a `Scorer`: every user gets the training counts."""
+
+    def __init__(self, counts: np.ndarray, device: torch.device) -> None:
+        self._table = torch.as_tensor(counts[1:], dtype=torch.float32, device=device)[:, None]
+
+    def user_vectors(self, inputs: torch.Tensor) -> torch.Tensor:
+        return torch.ones(inputs.shape[0], 1, device=self._table.device)
+
+    def item_table(self) -> torch.Tensor:
+        return self._table
+
+
+def order_keys(scores: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """int64 keys ordering by score (descending) then id (ascending) in one comparison."""
+    bits = scores.float().contiguous().view(torch.int32).to(torch.int64)
+    ordered = bits ^ ((bits >> 31) & 0x7FFFFFFF)  # monotone in the float's value
+    return (ordered << 32) | (_ID_SPACE - ids)
+
+
+def key_ids(keys: torch.Tensor) -> torch.Tensor:
+    """Item ids back from keys; 0 where the key marks an excluded (missing) item."""
+    ids = _ID_SPACE - (keys & 0xFFFFFFFF)
+    return torch.where(keys == _NONE, torch.zeros_like(ids), ids)
+
+
+def sample_negatives(dataset: Dataset, users: np.ndarray, seed: int,
+                     n: int = SAMPLED_NEGATIVES) -> np.ndarray:
+    """[len(users), n] distinct item ids each user never interacted with, fixed by (seed, user)."""
+    if dataset.num_items - int(dataset.lengths.max()) < n:
+        raise SeqbenchError(f"sampled-{n} needs at least {n} items a user never interacted "
+                            f"with; this catalogue has {dataset.num_items} items")
+    out = np.empty((len(users), n), dtype=np.int64)
+    for row, user in enumerate(users):
+        rng = np.random.default_rng([seed, int(user)])
+        seen = np.unique(dataset.sequence(int(user)))
+        chosen: list[np.ndarray] = []
+        total = 0
+        while total < n:
+            draw = rng.integers(1, dataset.num_items + 1, size=2 * n)
+            draw = draw[~np.isin(draw, seen)]
+            _, first = np.unique(draw, return_index=True)
+            draw = draw[np.sort(first)]
+            draw = draw[~np.isin(draw, np.concatenate(chosen))] if chosen else draw
+            chosen.append(draw[: n - total])
+            total += len(chosen[-1])
+        out[row] = np.concatenate(chosen)
+    return out
+
+
+@dataclass
+class Ranking:
+    """Per-user rank of the target and the top-K list (item ids, 0 = empty slot)."""
+
+    ranks: np.ndarray
+    top: np.ndarray
+
+
+@torch.no_grad()
+def rank_full(scorer: Scorer, data: HoldoutData, dataset_items: np.ndarray, *, k: int,
+              device: torch.device, exclude_seen: bool = True, batch_size: int = 512,
+              block_size: int = 32_768) -> Ranking:
+    """Exact rank of each target among all items, and the top-k lists, block by block."""
+    table = scorer.item_table().float()
+    num_items = table.shape[0]
+    ranks = np.empty(len(data), dtype=np.int64)
+    top = np.empty((len(data), k), dtype=np.int64)
+    for start in range(0, len(data), batch_size):
+        rows = np.arange(start, min(start + batch_size, len(data)))
+        users = scorer.user_vectors(torch.from_numpy(data.inputs[rows]).to(device)).float()
+        targets = torch.from_numpy(data.targets[rows]).to(device)
+        target_keys = order_keys((users * table[targets - 1]).sum(-1), targets)
+        if exclude_seen:
+            hist_rows, hist_items = (torch.from_numpy(a).to(device)
+                                     for a in data.history_pairs(rows, dataset_items))
+            keep = hist_items != targets[hist_rows]
+            hist_rows, hist_items = hist_rows[keep], hist_items[keep]
+        greater = torch.zeros(len(rows), dtype=torch.int64, device=device)
+        best = torch.full((len(rows), k), _NONE, dtype=torch.int64, device=device)
+        for lo in range(0, num_items, block_size):
+            hi = min(lo + block_size, num_items)
+            ids = torch.arange(lo + 1, hi + 1, device=device)
+            keys = order_keys(users @ table[lo:hi].T, ids)
+            if exclude_seen:
+                sel = (hist_items > lo) & (hist_items <= hi)
+                keys[hist_rows[sel], hist_items[sel] - lo - 1] = _NONE
+            inside = (targets > lo) & (targets <= hi)
+            # The target never outranks itself, whatever rounding its block score got.
+            keys_vs_target = keys.clone()
+            keys_vs_target[inside.nonzero().squeeze(1), (targets[inside] - lo - 1)] = _NONE
+            greater += (keys_vs_target > target_keys[:, None]).sum(1)
+            block_best = keys.topk(min(k, hi - lo), dim=1).values
+            best = torch.cat([best, block_best], dim=1).topk(k, dim=1).values
+        ranks[rows] = (greater + 1).cpu().numpy()
+        top[rows] = key_ids(best).cpu().numpy()
+    return Ranking(ranks, top)
+
+
+@torch.no_grad()
+def rank_sampled(scorer: Scorer, data: HoldoutData, negatives: np.ndarray, *, k: int,
+                 device: torch.device, batch_size: int = 512) -> Ranking:
+    """Rank of each target among itself and its fixed negatives; top-k of those candidates."""
+    table = scorer.item_table().float()
+    ranks = np.empty(len(data), dtype=np.int64)
+    width = negatives.shape[1] + 1
+    top = np.zeros((len(data), k), dtype=np.int64)
+    for start in range(0, len(data), batch_size):
+        rows = np.arange(start, min(start + batch_size, len(data)))
+        users = scorer.user_vectors(torch.from_numpy(data.inputs[rows]).to(device)).float()
+        candidates = torch.from_numpy(np.concatenate(
+            [data.targets[rows, None], negatives[rows]], axis=1)).to(device)
+        keys = order_keys((users[:, None, :] * table[candidates - 1]).sum(-1), candidates)
+        ranks[rows] = ((keys[:, 1:] > keys[:, :1]).sum(1) + 1).cpu().numpy()
+        best = keys.topk(min(k, width), dim=1).values
+        top[rows, : best.shape[1]] = key_ids(best).cpu().numpy()
+    return Ranking(ranks, top)
+
+
+class Evaluator:
+    """Evaluates a `Scorer` on one split under the requested protocols.
+
+    Holds what does not change between epochs: the holdout matrices, the training statistics
+    for Coverage/Surprisal and the fixed sampled negatives.
+    """
+
+    def __init__(self, dataset: Dataset, split: str, *, max_len: int, ks: list[int],
+                 protocols: list[str], device: torch.device, exclude_seen: bool = True,
+                 sampled_seed: int = 0, batch_size: int = 512, block_size: int = 32_768,
+                 stats: TrainStats | None = None) -> None:
+        unknown = [p for p in protocols if p not in PROTOCOLS]
+        if unknown:
+            raise SeqbenchError(f"unknown protocol {unknown[0]!r}; choose from "
+                                f"{', '.join(PROTOCOLS)}")
+        self.dataset = dataset
+        self.data = HoldoutData.build(dataset, split, max_len)
+        self.ks = sorted(set(ks))
+        self.protocols = protocols
+        self.device = device
+        self.exclude_seen = exclude_seen
+        self.batch_size = batch_size
+        self.block_size = block_size
+        self.stats = stats or TrainStats.from_dataset(dataset)
+        self.negatives = (sample_negatives(dataset, self.data.users, sampled_seed)
+                          if "sampled-99" in protocols else None)
+
+    def __call__(self, scorer: Scorer) -> dict[str, dict[str, float]]:
+        """{protocol: {metric: value}} for every requested protocol."""
+        results: dict[str, dict[str, float]] = {}
+        k = max(self.ks)
+        for protocol in self.protocols:
+            ranking = self._rank(protocol, scorer, k)
+            results[protocol] = summarize(ranking.ranks, ranking.top, self.ks,
+                                          train_items=self.stats.train_items,
+                                          weights=self.stats.weights)
+        return results
+
+    def _rank(self, protocol: str, scorer: Scorer, k: int) -> Ranking:
+        rank: Callable[..., Ranking]
+        if protocol == "full":
+            return rank_full(scorer, self.data, self.dataset.items, k=k, device=self.device,
+                             exclude_seen=self.exclude_seen, batch_size=self.batch_size,
+                             block_size=self.block_size)
+        assert self.negatives is not None
+        rank = rank_sampled
+        return rank(scorer, self.data, self.negatives, k=k, device=self.device,
+                    batch_size=self.batch_size)

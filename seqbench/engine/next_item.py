@@ -1,0 +1,68 @@
+"""Next-item prediction as a trainer `Task`: SASRec training and S3Rec fine-tuning share it.
+
+Every non-padding position of a training sequence predicts the item that follows it (or only
+the last position, with `last_only`). The hidden states of those positions and the model's
+tied item table go to the loss object, so CE, CCE, BCE and sampled softmax differ only there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch import nn
+
+from seqbench.engine.batches import NextItemData
+from seqbench.engine.evaluate import Evaluator
+from seqbench.engine.losses import Loss
+from seqbench.engine.trainer import Metrics
+
+
+class NextItemTask:
+    def __init__(self, model: nn.Module, loss: Loss, data: NextItemData, *,
+                 device: torch.device, evaluator: Evaluator | None = None,
+                 autocast_dtype: torch.dtype | None = None) -> None:
+        self.model = model
+        self.loss = loss
+        self.data = data
+        self.device = device
+        self.evaluator = evaluator
+        self.autocast_dtype = autocast_dtype
+
+    def num_batches(self, batch_size: int) -> int:
+        return -(-len(self.data) // batch_size)
+
+    def batches(self, batch_size: int, generator: torch.Generator
+                ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return self.data.batches(batch_size, generator)
+
+    def batch_sequences(self, batch: tuple[torch.Tensor, torch.Tensor]) -> int:
+        return int(batch[0].shape[0])
+
+    def step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
+        inputs, targets = (t.to(self.device, non_blocking=True) for t in batch)
+        positions = targets > 0
+        with self._autocast():
+            hidden = self.model(inputs)[positions]
+            seen = None
+            if self.loss.uses_seen:
+                window = torch.cat([inputs, targets[:, -1:]], dim=1) - 1  # 0-based, pad = -1
+                seen = window[positions.nonzero()[:, 0]]
+            loss = self.loss(hidden, self.model.item_table(), targets[positions] - 1, seen=seen)
+        return {"loss": loss}
+
+    def validate(self) -> Metrics | None:
+        return None if self.evaluator is None else self.evaluate(self.evaluator)
+
+    def evaluate(self, evaluator: Evaluator) -> Metrics:
+        """Metrics of the model as it is now (e.g. the test split after training)."""
+        self.model.eval()
+        with self._autocast():
+            return evaluator(self.model)
+
+    def _autocast(self) -> Any:
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)

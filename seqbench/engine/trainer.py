@@ -1,0 +1,257 @@
+"""The one training loop. Every model and loss trains through `Trainer.fit`.
+
+What differs between SASRec, S3Rec pretraining and S3Rec fine-tuning lives in a `Task`: how
+batches are made, what one step computes, and how (or whether) the model is validated. The
+trainer owns the rest: seeding, the optimiser step, divergence checks, per-epoch telemetry
+(loss, epoch seconds, throughput, peak memory), early stopping, checkpoints, run events.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import random
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from seqbench.engine.telemetry import PeakMemoryMeter
+from seqbench.errors import SeqbenchError
+
+log = logging.getLogger(__name__)
+
+Metrics = dict[str, dict[str, float]]  # {protocol: {metric: value}}
+
+
+class Task(Protocol):
+    """What a training objective provides to the trainer."""
+
+    model: nn.Module
+
+    def num_batches(self, batch_size: int) -> int: ...
+
+    def batches(self, batch_size: int, generator: torch.Generator) -> Iterable[Any]: ...
+
+    def batch_sequences(self, batch: Any) -> int: ...
+
+    def step(self, batch: Any) -> dict[str, torch.Tensor]:
+        """Losses of one batch; "loss" is the one that is optimised, others are logged."""
+        ...
+
+    def validate(self) -> Metrics | None:
+        """Validation metrics for model selection, or None when the task has none."""
+        ...
+
+
+class Recorder(Protocol):
+    def event(self, event: str, **fields: Any) -> None: ...
+
+    def save_checkpoint(self, name: str, state: dict[str, Any]) -> Any: ...
+
+
+class ProgressSink(Protocol):
+    def start_run(self, label: str, epochs: int) -> None: ...
+
+    def start_epoch(self, epoch: int, batches: int) -> None: ...
+
+    def advance(self) -> None: ...
+
+    def end_epoch(self, report: EpochReport) -> None: ...
+
+
+class Diverged(SeqbenchError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass
+class EpochReport:
+    epoch: int
+    losses: dict[str, float]
+    seconds: float
+    sequences_per_second: float
+    peak_memory_bytes: int
+    memory_kind: str
+    valid: Metrics | None = None
+    valid_seconds: float = 0.0
+    improved: bool = False
+
+
+@dataclass
+class FitResult:
+    best_epoch: int
+    best_valid: Metrics | None
+    epochs: list[EpochReport] = field(default_factory=list)
+    stopped_early: bool = False
+    #: why training ended: "epochs" (all run), "patience" (early stopping) or "time-limit"
+    stop_reason: str = "epochs"
+
+    @property
+    def mean_epoch_seconds(self) -> float:
+        return float(np.mean([e.seconds for e in self.epochs])) if self.epochs else 0.0
+
+    @property
+    def peak_memory_bytes(self) -> int:
+        return max((e.peak_memory_bytes for e in self.epochs), default=0)
+
+    @property
+    def memory_kind(self) -> str:
+        return self.epochs[0].memory_kind if self.epochs else ""
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed python, numpy and torch; return the generator that orders the training data."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+@dataclass
+class Schedule:
+    epochs: int
+    batch_size: int
+    patience: int = 10
+    monitor: tuple[str, str] = ("full", "NDCG@10")
+    max_batches: int | None = None
+    time_limit_s: float | None = None  # checked after each epoch: a started epoch finishes
+    checkpoint_every: int = 0  # tasks without validation: also checkpoint every N epochs
+
+
+class Trainer:
+    def __init__(self, task: Task, optimizer: torch.optim.Optimizer, schedule: Schedule, *,
+                 device: torch.device, generator: torch.Generator,
+                 recorder: Recorder | None = None, progress: ProgressSink | None = None,
+                 checkpoint_meta: dict[str, Any] | None = None) -> None:
+        self.task = task
+        self.optimizer = optimizer
+        self.schedule = schedule
+        self.device = device
+        self.generator = generator
+        self.recorder = recorder
+        self.progress = progress
+        self.checkpoint_meta = checkpoint_meta or {}
+
+    def fit(self) -> FitResult:
+        """Train until `epochs` or early stopping; the model ends with its best weights."""
+        schedule = self.schedule
+        result = FitResult(best_epoch=0, best_valid=None)
+        best_score = -math.inf
+        best_state: dict[str, torch.Tensor] | None = None
+        stale = 0
+        fit_started = time.perf_counter()
+        for epoch in range(1, schedule.epochs + 1):
+            report = self._train_epoch(epoch)
+            tick = time.perf_counter()
+            report.valid = self.task.validate()
+            report.valid_seconds = time.perf_counter() - tick
+            if report.valid is not None:
+                protocol, metric = schedule.monitor
+                score = report.valid[protocol][metric]
+                report.improved = score > best_score
+                if report.improved:
+                    best_score, stale = score, 0
+                    result.best_epoch, result.best_valid = epoch, report.valid
+                    best_state = copy.deepcopy(self.task.model.state_dict())
+                    self._checkpoint("best", epoch)
+                else:
+                    stale += 1
+            else:
+                result.best_epoch = epoch
+                last = epoch == schedule.epochs
+                if last or (schedule.checkpoint_every and epoch % schedule.checkpoint_every == 0):
+                    self._checkpoint(f"epoch-{epoch}", epoch)
+            result.epochs.append(report)
+            self._record(report)
+            if self.progress is not None:
+                self.progress.end_epoch(report)
+            if report.valid is not None and stale >= schedule.patience:
+                result.stopped_early, result.stop_reason = True, "patience"
+                log.info("early stop after epoch %d: no better %s for %d epochs", epoch,
+                         "/".join(schedule.monitor), schedule.patience)
+                break
+            elapsed = time.perf_counter() - fit_started
+            if (schedule.time_limit_s is not None and elapsed >= schedule.time_limit_s
+                    and epoch < schedule.epochs):
+                result.stopped_early, result.stop_reason = True, "time-limit"
+                log.warning("time limit reached after epoch %d (%.0f s): stopping with the best "
+                            "epoch so far (%d)", epoch, elapsed, result.best_epoch)
+                break
+        if best_state is not None:
+            self.task.model.load_state_dict(best_state)
+        return result
+
+    def _train_epoch(self, epoch: int) -> EpochReport:
+        model, schedule = self.task.model, self.schedule
+        model.train()
+        batches = self.task.num_batches(schedule.batch_size)
+        if schedule.max_batches is not None:
+            batches = min(batches, schedule.max_batches)
+        if self.progress is not None:
+            self.progress.start_epoch(epoch, batches)
+        totals: dict[str, float] = {}
+        sequences = steps = 0
+        meter = PeakMemoryMeter(self.device)
+        meter.start()
+        started = time.perf_counter()
+        for step, batch in enumerate(self.task.batches(schedule.batch_size, self.generator), 1):
+            if step > batches:
+                break
+            self.optimizer.zero_grad(set_to_none=True)
+            losses = self.task.step(batch)
+            loss = losses["loss"]
+            if not torch.isfinite(loss.detach()).item():
+                raise Diverged(f"training diverged: the loss is {loss.item()} at epoch {epoch}, "
+                               f"step {step}; lower --lr or check the data")
+            loss.backward()
+            self.optimizer.step()
+            for name, value in losses.items():
+                totals[name] = totals.get(name, 0.0) + float(value.detach())
+            sequences += self.task.batch_sequences(batch)
+            steps += 1
+            if self.progress is not None:
+                self.progress.advance()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        seconds = time.perf_counter() - started
+        peak = meter.stop()
+        return EpochReport(
+            epoch=epoch,
+            losses={name: total / max(steps, 1) for name, total in totals.items()},
+            seconds=seconds,
+            sequences_per_second=sequences / seconds if seconds > 0 else 0.0,
+            peak_memory_bytes=peak.bytes,
+            memory_kind=peak.kind,
+        )
+
+    def _checkpoint(self, name: str, epoch: int) -> None:
+        if self.recorder is None:
+            return
+        self.recorder.save_checkpoint(name, {
+            "model": self.task.model.state_dict(),
+            "epoch": epoch,
+            **self.checkpoint_meta,
+        })
+
+    def _record(self, report: EpochReport) -> None:
+        if self.recorder is None:
+            return
+        self.recorder.event(
+            "epoch",
+            epoch=report.epoch,
+            train_loss=report.losses.get("loss"),
+            losses=report.losses,
+            valid=report.valid,
+            epoch_seconds=report.seconds,
+            valid_seconds=report.valid_seconds,
+            sequences_per_second=report.sequences_per_second,
+            peak_memory_bytes=report.peak_memory_bytes,
+            memory_kind=report.memory_kind,
+            device=str(self.device),
+            improved=report.improved,
+        )

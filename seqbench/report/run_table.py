@@ -1,0 +1,62 @@
+"""Rich tables for finished runs: one run's metrics, and several runs side by side."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.markup import escape
+from rich.table import Table
+
+from seqbench.report.format import format_bytes, format_metric
+
+HEADLINE = ("HR@10", "NDCG@10", "Coverage@10", "Surprisal@10")
+
+
+def _stop_note(summary: dict[str, Any]) -> str:
+    reason = summary.get("stop_reason", "epochs")
+    return {"patience": " (early stop)", "time-limit": " (time limit)"}.get(reason, "")
+
+
+def run_table(summary: dict[str, Any]) -> Table:
+    """Test metrics of one run next to the most-popular baseline, protocol in every header."""
+    title = escape(f"{summary['dataset']} · {summary['model']} · {summary['loss_backend']} · "
+             f"seed {summary['seed']} — test, best epoch {summary['best_epoch']} of "
+             f"{summary['epochs_run']}{_stop_note(summary)}")
+    table = Table(title=title, title_justify="left")
+    table.add_column("metric", style="bold")
+    baseline = summary.get("baseline", {}).get("test", {})
+    for protocol in summary["test"]:
+        table.add_column(f"{summary['model']} ({protocol})", justify="right")
+        if protocol in baseline:
+            table.add_column(f"most-popular ({protocol})", justify="right", style="dim")
+    metrics = next(iter(summary["test"].values()))
+    for metric in metrics:
+        row = [metric]
+        for protocol, values in summary["test"].items():
+            row.append(format_metric(values.get(metric)))
+            if protocol in baseline:
+                row.append(format_metric(baseline[protocol].get(metric)))
+        table.add_row(*row)
+    table.caption = (f"peak memory {format_bytes(summary['peak_memory_bytes'])} "
+                     f"({summary['memory_kind']}) · mean epoch {summary['mean_epoch_seconds']:.2f}"
+                     f" s · {summary['sequences_per_second']:,.0f} seq/s · "
+                     f"{summary['parameters']:,} parameters · {summary['device']} · "
+                     f"run {escape(summary['path'])}")
+    table.caption_justify = "left"
+    return table
+
+
+def runs_table(summaries: list[dict[str, Any]]) -> Table:
+    """Several runs (e.g. `--loss ce,cce --seed 1,2,3`) in one table, test metrics."""
+    protocol = next(iter(summaries[0]["test"]))
+    table = Table(title=f"{summaries[0]['dataset']} — test metrics ({protocol} ranking)",
+                  title_justify="left")
+    for column in ("loss", "seed", *HEADLINE, "peak memory", "epoch s", "epochs"):
+        table.add_column(column, justify="left" if column == "loss" else "right")
+    for summary in summaries:
+        metrics = summary["test"][protocol]
+        table.add_row(escape(summary["loss_backend"]), str(summary["seed"]),
+                      *(format_metric(metrics.get(m)) for m in HEADLINE),
+                      f"{format_bytes(summary['peak_memory_bytes'])} ({summary['memory_kind']})",
+                      f"{summary['mean_epoch_seconds']:.2f}", str(summary["epochs_run"]))
+    return table

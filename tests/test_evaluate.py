@@ -1,0 +1,142 @@
+"""Ranking under both protocols: exact ties, exclusion, blocks, sampled negatives."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from seqbench.engine.batches import HoldoutData, NextItemData, pad_left
+from seqbench.engine.evaluate import (
+    Evaluator,
+    MostPopular,
+    TrainStats,
+    key_ids,
+    order_keys,
+    rank_full,
+    rank_sampled,
+    sample_negatives,
+)
+from tests.conftest import make_dataset
+
+CPU = torch.device("cpu")
+
+
+class FixedScorer:
+    """Scores given as a [users, items] matrix: user vector = one-hot row, table = scores.T."""
+
+    def __init__(self, scores: np.ndarray) -> None:
+        self.scores = torch.as_tensor(scores, dtype=torch.float32)
+        self.row = 0
+
+    def user_vectors(self, inputs: torch.Tensor) -> torch.Tensor:
+        rows = torch.arange(self.row, self.row + inputs.shape[0])
+        self.row += inputs.shape[0]
+        return torch.nn.functional.one_hot(rows, self.scores.shape[0]).float()
+
+    def item_table(self) -> torch.Tensor:
+        return self.scores.T.contiguous()
+
+
+def brute_force(scores: np.ndarray, target: int, excluded: set[int], k: int
+                ) -> tuple[int, list[int]]:
+    """Rank and top-k by sorting (score desc, id asc) over all non-excluded items."""
+    items = [j for j in range(1, len(scores) + 1) if j not in excluded or j == target]
+    ordered = sorted(items, key=lambda j: (-scores[j - 1], j))
+    return ordered.index(target) + 1, (ordered[:k] + [0] * k)[:k]
+
+
+def test_order_keys_break_ties_by_lower_id() -> None:
+    keys = order_keys(torch.tensor([0.5, 0.7, 0.5, 0.7, -1.0, -0.5]), torch.arange(1, 7))
+    assert key_ids(keys.topk(6).values).tolist() == [2, 4, 1, 3, 6, 5]
+
+
+def test_pad_left_keeps_the_most_recent_ids() -> None:
+    items = np.array([1, 2, 3, 4, 5, 6])
+    out = pad_left(items, np.array([0, 4]), np.array([4, 6]), 3)
+    assert out.tolist() == [[2, 3, 4], [0, 5, 6]]
+
+
+def test_next_item_data_shifts_targets_and_skips_holdout(tmp_path: Path) -> None:
+    ds = make_dataset(tmp_path, [[1, 2, 3, 4, 5], [6, 7]], num_items=7)
+    data = NextItemData.build(ds, max_len=4)
+    # user 0 trains on [1, 2, 3] (4, 5 held out): inputs 1,2 -> targets 2,3; user 1 on [6, 7]
+    assert data.inputs.tolist() == [[0, 0, 1, 2], [0, 0, 0, 6]]
+    assert data.targets.tolist() == [[0, 0, 2, 3], [0, 0, 0, 7]]
+    assert NextItemData.build(ds, max_len=4, last_only=True).targets.tolist() == [
+        [0, 0, 0, 3], [0, 0, 0, 7]]
+
+
+def test_holdout_inputs_and_history(tmp_path: Path) -> None:
+    ds = make_dataset(tmp_path, [[1, 2, 3, 4, 5], [6, 7]], num_items=7)
+    valid, test = (HoldoutData.build(ds, split, max_len=3) for split in ("valid", "test"))
+    assert valid.users.tolist() == test.users.tolist() == [0]
+    assert valid.inputs.tolist() == [[1, 2, 3]] and valid.targets.tolist() == [4]
+    assert test.inputs.tolist() == [[2, 3, 4]] and test.targets.tolist() == [5]
+    _rows, items = test.history_pairs(np.array([0]), ds.items)
+    assert items.tolist() == [1, 2, 3, 4]  # the whole input, not only its last max_len ids
+
+
+@pytest.mark.parametrize("block_size", [3, 4, 50])
+@pytest.mark.parametrize("exclude_seen", [True, False])
+def test_rank_full_matches_brute_force(tmp_path: Path, block_size: int, exclude_seen: bool
+                                       ) -> None:
+    rng = np.random.default_rng(0)
+    num_items = 10
+    sequences = [list(rng.choice(np.arange(1, 11), size=int(rng.integers(3, 7)))) for _ in range(9)]
+    ds = make_dataset(tmp_path, sequences, num_items=num_items)
+    data = HoldoutData.build(ds, "test", max_len=5)
+    scores = rng.integers(0, 4, size=(len(data), num_items)).astype(np.float32)  # many ties
+    k = 12  # larger than the catalogue
+    ranking = rank_full(FixedScorer(scores), data, ds.items, k=k, device=CPU,
+                        exclude_seen=exclude_seen, batch_size=4, block_size=block_size)
+    for row in range(len(data)):
+        history = set(ds.items[data.history_starts[row]:data.history_ends[row]].tolist())
+        excluded = history if exclude_seen else set()
+        rank, top = brute_force(scores[row], int(data.targets[row]), excluded, k)
+        assert ranking.ranks[row] == rank
+        assert ranking.top[row].tolist() == top
+
+
+def test_rank_sampled_against_fixed_negatives(tmp_path: Path) -> None:
+    ds = make_dataset(tmp_path, [[1, 2, 3]], num_items=6)
+    data = HoldoutData.build(ds, "test", max_len=3)
+    negatives = np.array([[4, 5, 6]])
+    scores = np.array([[0.0, 0.0, 0.5, 0.9, 0.5, 0.1]], dtype=np.float32)  # target 3: 0.5
+    ranking = rank_sampled(FixedScorer(scores), data, negatives, k=10, device=CPU)
+    assert ranking.ranks.tolist() == [2]  # item 4 scores higher; item 5 ties, higher id
+    assert ranking.top.tolist() == [[4, 3, 5, 6, 0, 0, 0, 0, 0, 0]]
+
+
+def test_sampled_negatives_are_unseen_distinct_and_fixed_by_seed(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    sequences = [list(rng.choice(np.arange(1, 301), size=20, replace=False)) for _ in range(30)]
+    ds = make_dataset(tmp_path, sequences, num_items=300)
+    users = np.arange(30)
+    first = sample_negatives(ds, users, seed=7)
+    assert first.shape == (30, 99)
+    for user in users:
+        row = first[user]
+        assert len(set(row.tolist())) == 99
+        assert not set(row.tolist()) & set(ds.sequence(user).tolist())
+        assert row.min() >= 1 and row.max() <= 300
+    assert (sample_negatives(ds, users, seed=7) == first).all()
+    assert (sample_negatives(ds, users, seed=8) != first).any()
+    assert (sample_negatives(ds, users[5:], seed=7) == first[5:]).all()  # per user, not order
+
+
+def test_train_stats_and_most_popular(tmp_path: Path) -> None:
+    # training parts: [1, 2, 2], [2, 3] ; holdouts excluded from the statistics
+    ds = make_dataset(tmp_path, [[1, 2, 2, 4, 4], [2, 3, 4, 4]], num_items=5)
+    stats = TrainStats.from_dataset(ds)
+    assert stats.counts.tolist() == [0, 1, 3, 1, 0, 0]
+    assert stats.train_items.tolist() == [1, 2, 3]
+    assert stats.weights[2] == pytest.approx(0.0)  # both training users had item 2
+    assert stats.weights[1] == pytest.approx(1.0) and stats.weights[5] == 1.0
+    results = Evaluator(ds, "test", max_len=5, ks=[1, 2], protocols=["full"], device=CPU,
+                        exclude_seen=False, stats=stats)(MostPopular(stats.counts, CPU))
+    # most-popular list: 2, then 1 and 3 tied at 1 (1 first by id); targets are item 4
+    assert results["full"]["HR@2"] == 0.0
+    assert results["full"]["Coverage@2"] == pytest.approx(2 / 3)
