@@ -21,6 +21,7 @@ from rich.text import Text
 from seqbench import __version__
 from seqbench.errors import SeqbenchError
 
+log = logging.getLogger("seqbench")
 console = Console()
 err_console = Console(stderr=True)
 INTERRUPTED = "interrupted; nothing half-written was kept"
@@ -74,8 +75,8 @@ def _opt(*names: str, panel: str | None = None, **kwargs: Any) -> Any:
     return typer.Option(*names, rich_help_panel=panel, **kwargs)
 
 
-DATA, SYNTH, GENERIC, MODEL, TRAIN, EVAL = (
-    "Data", "Synthetic data", "Generic data", "Model", "Training", "Evaluation")
+DATA, SYNTH, GENERIC, MODEL, TRAIN, EVAL, S3REC = (
+    "Data", "Synthetic data", "Generic data", "Model", "Training", "Evaluation", "S3Rec")
 
 ConfigOpt = Annotated[Path | None, _opt(
     "--config", "-c", dir_okay=False,
@@ -103,6 +104,54 @@ UserColOpt = Annotated[str | None, _opt(panel=GENERIC, help="User column.")]
 ItemColOpt = Annotated[str | None, _opt(panel=GENERIC, help="Item column.")]
 TimeColOpt = Annotated[str | None, _opt(
     panel=GENERIC, help="Time column (default: file order).")]
+DataDirOpt = Annotated[Path | None, _opt(
+    panel=DATA, file_okay=False,
+    help="Dataset cache directory (default: $SEQBENCH_CACHE or ~/.cache/seqbench).")]
+DataSeedOpt = Annotated[int | None, _opt(panel=SYNTH, help="Generator seed.")]
+
+SeedOpt = Annotated[str | None, _opt(
+    "--seed", panel=TRAIN, help="Training seed(s), comma-separated, e.g. 1,2,3.")]
+EpochsOpt = Annotated[int | None, _opt(panel=TRAIN, help="Maximum epochs.")]
+PatienceOpt = Annotated[int | None, _opt(
+    panel=TRAIN, help="Stop after this many epochs without a better validation score.")]
+BatchSizeOpt = Annotated[int | None, _opt(panel=TRAIN, help="Sequences per batch.")]
+LrOpt = Annotated[float | None, _opt(panel=TRAIN, help="Adam learning rate.")]
+WeightDecayOpt = Annotated[float | None, _opt(panel=TRAIN, help="Adam weight decay.")]
+LastOnlyOpt = Annotated[bool | None, _opt(
+    "--last-only/--all-positions", panel=TRAIN,
+    help="Train on the last position of each sequence only (default: every position).")]
+NegativesOpt = Annotated[int | None, _opt(
+    panel=TRAIN, help="Negatives per batch for the sampled loss.")]
+LogqOpt = Annotated[bool | None, _opt(
+    "--logq/--no-logq", panel=TRAIN, help="logQ correction for the sampled loss.")]
+FilterEpsOpt = Annotated[str | None, _opt(
+    panel=TRAIN, help="CCE gradient filter on CUDA: high (library default), auto, none, or a "
+    "number.")]
+BlockSizeOpt = Annotated[int | None, _opt(panel=TRAIN, help="Items per block for CCE on CPU.")]
+DeviceOpt = Annotated[str | None, _opt(
+    panel=TRAIN, help="auto (GPU if present), cpu, cuda, cuda:1, ...")]
+MaxBatchesOpt = Annotated[int | None, _opt(
+    panel=TRAIN, help="Stop each epoch after N batches (for quick measurements).")]
+TimeLimitOpt = Annotated[float | None, _opt(
+    panel=TRAIN, metavar="<minutes>",
+    help="Stop training after the epoch that crosses this many minutes; the best epoch so far "
+    "is still tested and recorded.")]
+RunsDirOpt = Annotated[Path | None, _opt(
+    panel=TRAIN, file_okay=False, help="Where runs are recorded (default: runs).")]
+MaxLenOpt = Annotated[int | None, _opt(panel=MODEL, help="Maximum sequence length.")]
+DimOpt = Annotated[int | None, _opt(panel=MODEL, help="Embedding size.")]
+LayersOpt = Annotated[int | None, _opt(panel=MODEL, help="Transformer blocks.")]
+HeadsOpt = Annotated[int | None, _opt(panel=MODEL, help="Attention heads.")]
+DropoutOpt = Annotated[float | None, _opt(panel=MODEL, help="Dropout rate.")]
+ProtocolOpt = Annotated[str | None, _opt(
+    panel=EVAL, help="full (all items) and/or sampled-99, comma-separated; the first one "
+    "selects the best epoch.")]
+KOpt = Annotated[str | None, _opt(panel=EVAL, help="Cut-offs, comma-separated (5,10,20).")]
+ExcludeSeenOpt = Annotated[bool | None, _opt(
+    "--exclude-seen/--no-exclude-seen", panel=EVAL,
+    help="Exclude items of the input sequence from full ranking.")]
+MonitorOpt = Annotated[str | None, _opt(
+    panel=EVAL, help="Validation metric for early stopping (NDCG@10).")]
 
 
 def _data_overrides(**values: Any) -> dict[str, Any]:
@@ -179,62 +228,37 @@ def bench(
         "--loss", "-l", panel=TRAIN,
         help="Loss(es), comma-separated: ce (full softmax), cce (cut cross-entropy), bce (one "
         "sampled negative), sampled (sampled softmax).")] = None,
-    seed: Annotated[str | None, _opt(
-        "--seed", panel=TRAIN, help="Training seed(s), comma-separated, e.g. 1,2,3.")] = None,
-    epochs: Annotated[int | None, _opt(panel=TRAIN, help="Maximum epochs.")] = None,
-    patience: Annotated[int | None, _opt(
-        panel=TRAIN, help="Stop after this many epochs without a better validation score.")
-    ] = None,
-    batch_size: Annotated[int | None, _opt(panel=TRAIN, help="Sequences per batch.")] = None,
-    lr: Annotated[float | None, _opt(panel=TRAIN, help="Adam learning rate.")] = None,
-    weight_decay: Annotated[float | None, _opt(panel=TRAIN, help="Adam weight decay.")] = None,
-    last_only: Annotated[bool | None, _opt(
-        "--last-only/--all-positions", panel=TRAIN,
-        help="Train on the last position of each sequence only (default: every position).")
-    ] = None,
-    negatives: Annotated[int | None, _opt(
-        panel=TRAIN, help="Negatives per batch for the sampled loss.")] = None,
-    logq: Annotated[bool | None, _opt(
-        "--logq/--no-logq", panel=TRAIN, help="logQ correction for the sampled loss.")] = None,
-    filter_eps: Annotated[str | None, _opt(
-        panel=TRAIN, help="CCE gradient filter on CUDA: high (library default), auto, none, or "
-        "a number.")] = None,
-    block_size: Annotated[int | None, _opt(
-        panel=TRAIN, help="Items per block for CCE on CPU.")] = None,
-    device: Annotated[str | None, _opt(
-        panel=TRAIN, help="auto (GPU if present), cpu, cuda, cuda:1, ...")] = None,
-    max_batches: Annotated[int | None, _opt(
-        panel=TRAIN, help="Stop each epoch after N batches (for quick measurements).")] = None,
-    time_limit: Annotated[float | None, _opt(
-        panel=TRAIN, metavar="<minutes>",
-        help="Stop training after the epoch that crosses this many minutes; the best epoch so "
-        "far is still tested and recorded.")] = None,
-    runs_dir: Annotated[Path | None, _opt(
-        panel=TRAIN, file_okay=False, help="Where runs are recorded (default: runs).")] = None,
-    max_len: Annotated[int | None, _opt(panel=MODEL, help="Maximum sequence length.")] = None,
-    dim: Annotated[int | None, _opt(panel=MODEL, help="Embedding size.")] = None,
-    layers: Annotated[int | None, _opt(panel=MODEL, help="Transformer blocks.")] = None,
-    heads: Annotated[int | None, _opt(panel=MODEL, help="Attention heads.")] = None,
-    dropout: Annotated[float | None, _opt(panel=MODEL, help="Dropout rate.")] = None,
-    protocol: Annotated[str | None, _opt(
-        panel=EVAL, help="full (all items) and/or sampled-99, comma-separated; the first one "
-        "selects the best epoch.")] = None,
-    k: Annotated[str | None, _opt(panel=EVAL, help="Cut-offs, comma-separated (5,10,20).")
-                 ] = None,
-    exclude_seen: Annotated[bool | None, _opt(
-        "--exclude-seen/--no-exclude-seen", panel=EVAL,
-        help="Exclude items of the input sequence from full ranking.")] = None,
-    monitor: Annotated[str | None, _opt(
-        panel=EVAL, help="Validation metric for early stopping (NDCG@10).")] = None,
+    seed: SeedOpt = None,
+    epochs: EpochsOpt = None,
+    patience: PatienceOpt = None,
+    batch_size: BatchSizeOpt = None,
+    lr: LrOpt = None,
+    weight_decay: WeightDecayOpt = None,
+    last_only: LastOnlyOpt = None,
+    negatives: NegativesOpt = None,
+    logq: LogqOpt = None,
+    filter_eps: FilterEpsOpt = None,
+    block_size: BlockSizeOpt = None,
+    device: DeviceOpt = None,
+    max_batches: MaxBatchesOpt = None,
+    time_limit: TimeLimitOpt = None,
+    runs_dir: RunsDirOpt = None,
+    max_len: MaxLenOpt = None,
+    dim: DimOpt = None,
+    layers: LayersOpt = None,
+    heads: HeadsOpt = None,
+    dropout: DropoutOpt = None,
+    protocol: ProtocolOpt = None,
+    k: KOpt = None,
+    exclude_seen: ExcludeSeenOpt = None,
+    monitor: MonitorOpt = None,
     dataset: DatasetOpt = None,
     source: SourceOpt = None,
     download: DownloadOpt = False,
-    data_dir: Annotated[Path | None, _opt(
-        panel=DATA, file_okay=False,
-        help="Dataset cache directory (default: $SEQBENCH_CACHE or ~/.cache/seqbench).")] = None,
+    data_dir: DataDirOpt = None,
     min_user: MinUserOpt = None,
     min_item: MinItemOpt = None,
-    data_seed: Annotated[int | None, _opt(panel=SYNTH, help="Generator seed.")] = None,
+    data_seed: DataSeedOpt = None,
     users: UsersOpt = None,
     items: ItemsOpt = None,
     mean_len: MeanLenOpt = None,
@@ -243,37 +267,268 @@ def bench(
     time_col: TimeColOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    from seqbench.config import load_config
     from seqbench.recipes import bench as run_bench
-    from seqbench.recipes import prepare_bench
-    from seqbench.report.progress import RichProgress
-    from seqbench.report.run_table import run_table, runs_table
+    from seqbench.report.run_table import runs_table
 
-    losses = _split("--loss", loss)
+    options = locals()
+    losses = _losses(loss)
     seeds = _split("--seed", seed, int)
-    run_config = load_config(config, {
-        "data": _data_overrides(
-            dataset=dataset, source=source, download=download, cache_dir=data_dir,
-            min_user=min_user, min_item=min_item, seed=data_seed, users=users, items=items,
-            mean_len=mean_len, user_col=user_col, item_col=item_col, time_col=time_col),
-        "model": {"max_len": max_len, "dim": dim, "layers": layers, "heads": heads,
-                  "dropout": dropout},
-        "train": {"epochs": epochs, "patience": patience, "batch_size": batch_size, "lr": lr,
-                  "weight_decay": weight_decay, "last_only": last_only,
-                  "negatives": negatives, "logq": logq, "filter_eps": filter_eps,
-                  "block_size": block_size, "device": device, "max_batches": max_batches,
-                  "time_limit_min": time_limit,
-                  "runs_dir": str(runs_dir) if runs_dir else None},
-        "eval": {"protocols": _split("--protocol", protocol), "ks": _split("--k", k, int),
-                 "exclude_seen": exclude_seen, "monitor": monitor},
-    })
+    run_config = _run_config(options)
     losses = losses or [run_config.train.loss]
+    _losses(",".join(losses))
     seeds = seeds or [run_config.train.seed]
+    context = _prepare_bench(run_config)
+    with _progress() as progress:
+        summaries = run_bench(context, losses=losses, seeds=seeds, progress=progress,
+                              on_summary=lambda s: _print_run(progress, s))
+    if len(summaries) > 1:
+        console.print(runs_table(summaries))
+
+
+@app.command(
+    help="Pretrain S3Rec on its four self-supervised tasks (AAP, MIP, MAP, SP; weights "
+    "0.2/1/1/0.5, mask probability 0.2, bidirectional attention) over the training part of "
+    "each sequence, and record the run with per-task losses, checkpoints and a parameter "
+    "account. --lowrank replaces the d x d matrices of AAP and MAP by U V^T of rank r; "
+    "--rank 4,8,16,32 runs a sweep; --finetune fine-tunes each result straight away.",
+    epilog=_datasets_epilog(),
+)
+def pretrain(
+    lowrank: Annotated[bool | None, _opt(
+        "--lowrank/--full-rank", panel=S3REC,
+        help="Low-rank heads W = U V^T (default: full-rank d x d).")] = None,
+    rank: Annotated[str | None, _opt(
+        panel=S3REC, help="Rank r of the low-rank heads; a comma list runs a sweep (implies "
+        "--lowrank).")] = None,
+    lowrank_heads: Annotated[str | None, _opt(
+        panel=S3REC, help="Which heads are low-rank: attributes (AAP and MAP, default), all, or "
+        "a comma list of aap, mip, map, sp.")] = None,
+    aap_weight: Annotated[float | None, _opt(
+        panel=S3REC, help="Weight of AAP (0 switches it off; default 0.2).")] = None,
+    mip_weight: Annotated[float | None, _opt(
+        panel=S3REC, help="Weight of MIP (default 1.0).")] = None,
+    map_weight: Annotated[float | None, _opt(
+        panel=S3REC, help="Weight of MAP (default 1.0).")] = None,
+    sp_weight: Annotated[float | None, _opt(
+        panel=S3REC, help="Weight of SP (default 0.5).")] = None,
+    mask_prob: Annotated[float | None, _opt(
+        panel=S3REC, help="Probability of masking each position (default 0.2).")] = None,
+    pre_epochs: Annotated[int | None, _opt(
+        "--epochs", panel=S3REC, help="Pretraining epochs (default 100).")] = None,
+    pre_batch_size: Annotated[int | None, _opt(
+        "--batch-size", panel=S3REC, help="Pretraining batch size (default 100).")] = None,
+    pre_lr: Annotated[float | None, _opt(
+        "--lr", panel=S3REC, help="Pretraining learning rate (default 1e-3).")] = None,
+    checkpoint_every: Annotated[int | None, _opt(
+        panel=S3REC, help="Save a checkpoint every N epochs (and always at the end).")] = None,
+    then_finetune: Annotated[bool, _opt(
+        "--finetune", panel=S3REC,
+        help="Fine-tune each pretrained model at once (settings from the config's [train] "
+        "and [finetune]) and print both protocols.")] = False,
+    seed: SeedOpt = None,
+    device: DeviceOpt = None,
+    max_batches: MaxBatchesOpt = None,
+    time_limit: TimeLimitOpt = None,
+    runs_dir: RunsDirOpt = None,
+    max_len: MaxLenOpt = None,
+    dim: DimOpt = None,
+    layers: LayersOpt = None,
+    heads: HeadsOpt = None,
+    dropout: DropoutOpt = None,
+    dataset: DatasetOpt = None,
+    source: SourceOpt = None,
+    download: DownloadOpt = False,
+    data_dir: DataDirOpt = None,
+    min_user: MinUserOpt = None,
+    min_item: MinItemOpt = None,
+    data_seed: DataSeedOpt = None,
+    users: UsersOpt = None,
+    items: ItemsOpt = None,
+    mean_len: MeanLenOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    from seqbench.recipes import finetune as run_finetune
+    from seqbench.recipes import pretrain as run_pretrain
+    from seqbench.report.s3rec_tables import account_table, pretrain_table, sweep_table
+
+    options = locals()
+    ranks = _split("--rank", rank, int)
+    seeds = _split("--seed", seed, int)
+    options.update(rank=None, seed=None)
+    run_config = _run_config(options, pretrain={
+        "lowrank": True if ranks else lowrank, "lowrank_heads": lowrank_heads,
+        "aap": aap_weight, "mip": mip_weight, "map": map_weight, "sp": sp_weight,
+        "mask_prob": mask_prob, "epochs": pre_epochs, "batch_size": pre_batch_size,
+        "lr": pre_lr, "checkpoint_every": checkpoint_every})
+    pre = run_config.pretrain
+    ranks = ranks or [pre.rank if pre.lowrank else None]  # None: full-rank
+    seeds = seeds or [run_config.train.seed]
+    if then_finetune:
+        _ensure_both_protocols(run_config)
+        context = _prepare_bench(run_config)
+    else:
+        _prepare_only(run_config)
+    rows = []
+    for run_seed in seeds:
+        for run_rank in ranks:
+            cfg = _with_train(run_config, seed=run_seed)
+            with _progress() as progress:
+                summary = run_pretrain(cfg, rank=run_rank, progress=progress)
+                progress.progress.console.print(account_table(summary))
+                progress.progress.console.print(pretrain_table(summary))
+                if then_finetune:
+                    tuned = run_finetune(context, _finetune_config(cfg),
+                                         init_from=Path(summary["checkpoint"]),
+                                         progress=progress)
+                    _print_run(progress, tuned)
+                    rows.append((summary, tuned))
+    if then_finetune and len(rows) > 1:
+        console.print(sweep_table(rows))
+
+
+@app.command(
+    help="Fine-tune for next-item prediction (causal attention) from a pretrained S3Rec "
+    "encoder (--from a pretrain run directory or checkpoint), with the paper's loss (one "
+    "sampled negative, binary cross-entropy) unless --loss says ce or cce. Evaluates with "
+    "sampled-99 and full ranking. Without --from it is plain SASRec, and says so.",
+    epilog=_datasets_epilog(),
+)
+def finetune(
+    init_from: Annotated[Path | None, _opt(
+        "--from", panel=S3REC,
+        help="A seqbench pretrain run directory (its last checkpoint) or a .pt checkpoint.")
+    ] = None,
+    loss: Annotated[str | None, _opt(
+        "--loss", "-l", panel=TRAIN,
+        help="bce (default, the paper's), ce, cce or sampled; a comma list runs each.")] = None,
+    seed: SeedOpt = None,
+    epochs: EpochsOpt = None,
+    patience: PatienceOpt = None,
+    batch_size: BatchSizeOpt = None,
+    lr: LrOpt = None,
+    weight_decay: WeightDecayOpt = None,
+    negatives: NegativesOpt = None,
+    filter_eps: FilterEpsOpt = None,
+    device: DeviceOpt = None,
+    max_batches: MaxBatchesOpt = None,
+    time_limit: TimeLimitOpt = None,
+    runs_dir: RunsDirOpt = None,
+    max_len: MaxLenOpt = None,
+    dim: DimOpt = None,
+    layers: LayersOpt = None,
+    heads: HeadsOpt = None,
+    dropout: DropoutOpt = None,
+    protocol: ProtocolOpt = None,
+    k: KOpt = None,
+    exclude_seen: ExcludeSeenOpt = None,
+    monitor: MonitorOpt = None,
+    dataset: DatasetOpt = None,
+    source: SourceOpt = None,
+    download: DownloadOpt = False,
+    data_dir: DataDirOpt = None,
+    min_user: MinUserOpt = None,
+    min_item: MinItemOpt = None,
+    data_seed: DataSeedOpt = None,
+    users: UsersOpt = None,
+    items: ItemsOpt = None,
+    mean_len: MeanLenOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    from seqbench.recipes import finetune as run_finetune
+    from seqbench.report.run_table import runs_table
+
+    options = locals()
+    losses = _losses(loss)
+    seeds = _split("--seed", seed, int)
+    options.update(loss=None, seed=None)
+    run_config = _run_config(options)
+    if protocol is None:
+        _ensure_both_protocols(run_config)
+    losses = losses or [run_config.finetune.loss]
+    _losses(",".join(losses))
+    seeds = seeds or [run_config.train.seed]
+    if init_from is None:
+        log.warning("no --from: this is plain SASRec (no pretraining), trained with %s",
+                    "/".join(losses))
+    context = _prepare_bench(run_config)
+    if init_from is not None:  # fail fast on a bad checkpoint, before any training
+        from seqbench.recipes import _shape, load_pretrained_encoder
+
+        load_pretrained_encoder(init_from, context.dataset, _shape(run_config, context.dataset))
+    summaries = []
+    with _progress() as progress:
+        for run_loss in losses:
+            for run_seed in seeds:
+                cfg = _with_train(run_config, loss=run_loss, seed=run_seed)
+                summary = run_finetune(context, cfg, init_from=init_from, progress=progress)
+                _print_run(progress, summary)
+                summaries.append(summary)
+    if len(summaries) > 1:
+        console.print(runs_table(summaries))
+
+
+# ---------------------------------------------------------------------------------------------
+# what the training commands share
+
+
+def _run_config(options: dict[str, Any], **extra: dict[str, Any]) -> Any:
+    """The RunConfig from `--config` and the command's options (None = not given)."""
+    from seqbench.config import load_config
+
+    get = options.get
+    overrides: dict[str, dict[str, Any]] = {
+        "data": _data_overrides(
+            dataset=get("dataset"), source=get("source"), download=get("download"),
+            cache_dir=get("data_dir"), min_user=get("min_user"), min_item=get("min_item"),
+            seed=get("data_seed"), users=get("users"), items=get("items"),
+            mean_len=get("mean_len"), user_col=get("user_col"), item_col=get("item_col"),
+            time_col=get("time_col")),
+        "model": {key: get(key) for key in ("max_len", "dim", "layers", "heads", "dropout")},
+        "train": {
+            **{key: get(key) for key in (
+                "epochs", "patience", "batch_size", "lr", "weight_decay", "last_only",
+                "negatives", "logq", "filter_eps", "block_size", "device", "max_batches")},
+            "time_limit_min": get("time_limit"),
+            "runs_dir": str(get("runs_dir")) if get("runs_dir") else None},
+        "eval": {"protocols": _split("--protocol", get("protocol")),
+                 "ks": _split("--k", get("k"), int), "exclude_seen": get("exclude_seen"),
+                 "monitor": get("monitor")},
+        **extra,
+    }
+    return load_config(get("config"), overrides)
+
+
+def _losses(text: str | None) -> list[str] | None:
     from seqbench.engine.losses import LOSS_NAMES
 
-    for name in losses:
+    losses = _split("--loss", text)
+    for name in losses or []:
         if name not in LOSS_NAMES:
             raise SeqbenchError(f"--loss {name!r} is not one of: {', '.join(LOSS_NAMES)}")
+    return losses
+
+
+def _with_train(config: Any, **train: Any) -> Any:
+    import dataclasses
+
+    return dataclasses.replace(config, train=dataclasses.replace(config.train, **train))
+
+
+def _finetune_config(config: Any) -> Any:
+    return _with_train(config, loss=config.finetune.loss)
+
+
+def _ensure_both_protocols(config: Any) -> None:
+    """S3Rec's results are reported with sampled-99 (the paper) and full ranking: evaluate
+    both unless --protocol chose; the first listed selects the best epoch."""
+    for name in ("sampled-99", "full"):
+        if name not in config.eval.protocols:
+            config.eval.protocols.append(name)
+
+
+def _prepare_bench(run_config: Any) -> Any:
+    from seqbench.recipes import prepare_bench
+
     name = run_config.data.dataset
     with console.status(f"Preparing {name} ...") as status:
         context = prepare_bench(run_config, console=console,
@@ -281,11 +536,32 @@ def bench(
     ds = context.dataset
     console.print(f"[bold]{name}[/]: {ds.num_users:,} users, {ds.num_items:,} items, "
                   f"{len(ds.items):,} interactions · device {context.device}", highlight=False)
-    with RichProgress(console) as progress:
-        summaries = run_bench(context, losses=losses, seeds=seeds, progress=progress,
-                              on_summary=lambda s: progress.progress.console.print(run_table(s)))
-    if len(summaries) > 1:
-        console.print(runs_table(summaries))
+    return context
+
+
+def _prepare_only(run_config: Any) -> None:
+    from seqbench.data.prep import prepare
+
+    name = run_config.data.dataset
+    run_config.validate()
+    with console.status(f"Preparing {name} ...") as status:
+        ds = prepare(run_config.data, console=console,
+                     step=lambda text: status.update(f"{name}: {text}")).dataset
+    console.print(f"[bold]{name}[/]: {ds.num_users:,} users, {ds.num_items:,} items, "
+                  f"{len(ds.items):,} interactions, {ds.num_attributes:,} attributes",
+                  highlight=False)
+
+
+def _progress() -> Any:
+    from seqbench.report.progress import RichProgress
+
+    return RichProgress(console)
+
+
+def _print_run(progress: Any, summary: dict[str, Any]) -> None:
+    from seqbench.report.run_table import run_table
+
+    progress.progress.console.print(run_table(summary))
 
 
 def main(argv: list[str] | None = None) -> None:

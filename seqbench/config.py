@@ -149,6 +149,59 @@ class EvalConfig:
 
 
 @dataclass
+class PretrainConfig:
+    """S3Rec pretraining (design.md section 5). Seed, device, bf16, runs_dir, max_batches and
+    time_limit_min come from `[train]`; a task weight of 0 switches that task off."""
+
+    epochs: int = 100
+    batch_size: int = 100
+    lr: float = 1e-3
+    mask_prob: float = 0.2
+    aap: float = 0.2
+    mip: float = 1.0
+    map: float = 1.0
+    sp: float = 0.5
+    lowrank: bool = False
+    rank: int = 16
+    lowrank_heads: str = "attributes"  # AAP and MAP; "all" adds MIP and SP
+    checkpoint_every: int = 10
+
+    @property
+    def weights(self) -> dict[str, float]:
+        return {"aap": self.aap, "mip": self.mip, "map": self.map, "sp": self.sp}
+
+    def validate(self, dim: int) -> None:
+        _at_least("epochs", self.epochs, 1)
+        _at_least("batch_size", self.batch_size, 1)
+        _at_least("checkpoint_every", self.checkpoint_every, 1)
+        if not self.lr > 0:
+            raise SeqbenchError(f"--lr must be > 0, got {self.lr}")
+        if not 0.0 < self.mask_prob < 1.0:
+            raise SeqbenchError(f"--mask-prob must be in (0, 1), got {self.mask_prob}")
+        for task, weight in self.weights.items():
+            if weight < 0:
+                raise SeqbenchError(f"--{task}-weight must be >= 0, got {weight}")
+        if not any(w > 0 for w in self.weights.values()):
+            raise SeqbenchError("every pretraining task has weight 0: switch at least one on")
+        if self.lowrank and not 1 <= self.rank <= dim:
+            raise SeqbenchError(f"--rank must be in [1, --dim = {dim}], got {self.rank}")
+        from seqbench.engine.s3rec import parse_lowrank_heads
+
+        try:
+            parse_lowrank_heads(self.lowrank_heads)
+        except ValueError as exc:
+            raise SeqbenchError(str(exc)) from None
+
+
+@dataclass
+class FinetuneConfig:
+    """S3Rec fine-tuning: the loss (the paper's `bce` unless told otherwise); everything else
+    comes from `[train]`, `[model]` and `[eval]`."""
+
+    loss: str = "bce"
+
+
+@dataclass
 class RunConfig:
     """Everything a command needs; one field per TOML table."""
 
@@ -156,11 +209,14 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
 
     def validate(self) -> None:
         self.model.validate()
         self.train.validate()
         self.eval.validate()
+        self.pretrain.validate(self.model.dim)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

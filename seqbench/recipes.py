@@ -105,9 +105,7 @@ def train_next_item(context: BenchContext, config: RunConfig, *,
     """One recorded run: seed, build model and loss, fit with early stopping, test once."""
     train, dataset, device = config.train, context.dataset, context.device
     generator = seed_everything(train.seed)
-    shape = EncoderShape(num_items=dataset.num_items, max_len=config.model.max_len,
-                         dim=config.model.dim, layers=config.model.layers,
-                         heads=config.model.heads, dropout=config.model.dropout)
+    shape = _shape(config, dataset)
     model = model_factory(shape).to(device)
     loss = build_loss(train.loss, num_items=dataset.num_items, device=device,
                       negatives=train.negatives, logq=train.logq,
@@ -136,8 +134,7 @@ def train_next_item(context: BenchContext, config: RunConfig, *,
                             patience=train.patience,
                             monitor=(config.eval.protocols[0], config.eval.monitor),
                             max_batches=train.max_batches,
-                            time_limit_s=(None if train.time_limit_min is None
-                                          else train.time_limit_min * 60))
+                            time_limit_s=_seconds(train.time_limit_min))
         fit = Trainer(task, optimizer, schedule, device=device, generator=generator,
                       recorder=recorder, progress=progress,
                       checkpoint_meta={"kind": model_kind, "shape": dataclasses.asdict(shape),
@@ -169,3 +166,191 @@ def train_next_item(context: BenchContext, config: RunConfig, *,
         }
         recorder.finish(summary)
     return summary
+
+
+# ---------------------------------------------------------------------------------------------
+# S3Rec: pretrain, then fine-tune (design.md section 5)
+
+PRETRAIN_KIND = "s3rec-pretrain"
+
+
+def pretrain(config: RunConfig, *, rank: int | None = None, console: Any = None,
+             step: Callable[[str], None] | None = None,
+             progress: ProgressSink | None = None) -> dict[str, Any]:
+    """One recorded S3Rec pretraining run; a `rank` makes it low-rank with that rank."""
+    from seqbench.engine.params import parameter_account
+    from seqbench.engine.pretrain_batches import PretrainData
+    from seqbench.engine.pretrain_task import PretrainTask
+    from seqbench.engine.s3rec import (
+        AttributeIndex,
+        HeadsConfig,
+        S3RecPretrainer,
+        parse_lowrank_heads,
+        tasks_needing_attributes,
+    )
+
+    pre = config.pretrain
+    if rank is not None:
+        pre = dataclasses.replace(pre, rank=rank, lowrank=True)
+    config = dataclasses.replace(config, pretrain=pre)
+    config.validate()
+    train = config.train
+    device = resolve_device(train.device)
+    check_runs_dir(Path(train.runs_dir))
+    dataset = prepare(config.data, console=console, step=step).dataset
+    needing = tasks_needing_attributes(pre.weights)
+    if needing and not (dataset.has_attributes and dataset.num_attributes > 0):
+        names = " and ".join(t.upper() for t in needing)
+        switch = " ".join(f"--{t}-weight 0" for t in needing)
+        raise SeqbenchError(f"dataset {dataset.name} has no item attributes, so {names} cannot "
+                            f"run; switch them off with {switch} (MIP and SP need none)")
+    generator = seed_everything(train.seed)
+    shape = _shape(config, dataset)
+    heads = HeadsConfig(weights=pre.weights, rank=pre.rank if pre.lowrank else None,
+                        lowrank_heads=parse_lowrank_heads(pre.lowrank_heads))
+    model = S3RecPretrainer(shape, dataset.num_attributes, heads).to(device)
+    account = parameter_account(model)
+    attributes = AttributeIndex(dataset, device) if needing else None
+    autocast = torch.bfloat16 if device.type == "cuda" and train.bf16 else None
+    task = PretrainTask(model, PretrainData.build(dataset, shape.max_len), attributes,
+                        mask_prob=pre.mask_prob, device=device, autocast_dtype=autocast)
+    optimizer = torch.optim.Adam(model.parameters(), lr=pre.lr, weight_decay=train.weight_decay)
+    variant = f"r{heads.rank}" if heads.rank else "full"
+    resolved = {
+        **config.to_dict(),
+        "resolved": {"model": PRETRAIN_KIND, "device": device_description(device),
+                     "autocast": str(autocast), "tasks": list(heads.tasks),
+                     "lowrank_heads": list(heads.lowrank_heads) if heads.rank else [],
+                     "rank": heads.rank, "parameters": account.total,
+                     "parameter_account": account.to_dict(), "instances": len(task.data),
+                     "dataset_path": str(dataset.path), "dataset_key": dataset.meta["key"],
+                     "dataset_stats": dataset.meta["stats"]},
+    }
+    log.info("pretrain: S3Rec (%s) on %s, tasks %s", variant, dataset.name,
+             ", ".join(heads.tasks))
+    with RunRecorder.create(Path(train.runs_dir), config=resolved,
+                            name_parts=[dataset.name, PRETRAIN_KIND, variant,
+                                        f"s{train.seed}"]) as recorder:
+        if progress is not None:
+            progress.start_run(f"pretrain {variant} seed {train.seed}", pre.epochs)
+        schedule = Schedule(epochs=pre.epochs, batch_size=pre.batch_size,
+                            max_batches=train.max_batches,
+                            checkpoint_every=pre.checkpoint_every,
+                            time_limit_s=_seconds(train.time_limit_min))
+        meta = {"kind": PRETRAIN_KIND, "shape": dataclasses.asdict(shape),
+                "dataset_key": dataset.meta["key"], "dataset": dataset.name,
+                "num_attributes": dataset.num_attributes, "rank": heads.rank,
+                "lowrank_heads": list(heads.lowrank_heads)}
+        fit = Trainer(task, optimizer, schedule, device=device, generator=generator,
+                      recorder=recorder, progress=progress, checkpoint_meta=meta).fit()
+        last = fit.epochs[-1]
+        summary = {
+            "run_id": recorder.run_id,
+            "path": str(recorder.path),
+            "dataset": dataset.name,
+            "model": PRETRAIN_KIND,
+            "variant": variant,
+            "seed": train.seed,
+            "device": device_description(device),
+            "tasks": list(heads.tasks),
+            "first_losses": fit.epochs[0].losses,
+            "final_losses": last.losses,
+            "epochs_run": len(fit.epochs),
+            "stop_reason": fit.stop_reason,
+            "checkpoint": str(recorder.path / f"epoch-{last.epoch}.pt"),
+            "mean_epoch_seconds": fit.mean_epoch_seconds,
+            "peak_memory_bytes": fit.peak_memory_bytes,
+            "memory_kind": fit.memory_kind,
+            "sequences_per_second": (sum(e.sequences_per_second for e in fit.epochs)
+                                     / len(fit.epochs)),
+            "parameters": account.total,
+            "parameter_account": account.to_dict(),
+        }
+        recorder.finish(summary)
+    return summary
+
+
+def finetune(context: BenchContext, config: RunConfig, *, init_from: Path | None,
+             progress: ProgressSink | None = None) -> dict[str, Any]:
+    """Next-item fine-tuning of SASRec, starting from a pretrained S3Rec encoder if given."""
+    init_state: dict[str, torch.Tensor] | None = None
+    extra: dict[str, Any] = {"finetune": {"init_from": None}}
+    if init_from is not None:
+        checkpoint_path, init_state, meta = load_pretrained_encoder(init_from, context.dataset,
+                                                                    _shape(config, context.dataset))
+        extra = {"finetune": {"init_from": str(checkpoint_path), "pretrain_rank": meta["rank"],
+                              "pretrain_epoch": meta["epoch"]}}
+
+    def model_factory(shape: EncoderShape) -> nn.Module:
+        model = SASRec(shape)
+        if init_state is not None:
+            model.load_state_dict(init_state)
+            model.kind = "s3rec"  # the run is named and recorded as S3Rec (pretrained)
+        return model
+
+    return train_next_item(context, config, model_factory=model_factory, progress=progress,
+                           extra_config=extra)
+
+
+def load_pretrained_encoder(init_from: Path, dataset: Dataset, shape: EncoderShape
+                            ) -> tuple[Path, dict[str, torch.Tensor], dict[str, Any]]:
+    """The encoder weights of a pretraining checkpoint, checked against what is fine-tuned.
+
+    `init_from` is a checkpoint file or a pretraining run directory (its last epoch). Refuses,
+    with the reason, a missing or non-seqbench file, another kind of checkpoint, another dataset
+    and another encoder shape (dropout may differ: it has no weights).
+    """
+    from seqbench.runs.record import load_checkpoint
+
+    path = resolve_checkpoint(Path(init_from))
+    state = load_checkpoint(path)
+    kind = state.get("kind")
+    if kind != PRETRAIN_KIND:
+        raise SeqbenchError(f"{path}: a {kind or 'unknown'} checkpoint, not an S3Rec pretraining "
+                            f"one (make one with seqbench pretrain)")
+    if state.get("dataset_key") != dataset.meta["key"]:
+        raise SeqbenchError(f"{path}: pretrained on another dataset ({state.get('dataset')}, "
+                            f"cache key {state.get('dataset_key')}) than the one fine-tuned "
+                            f"({dataset.name}, key {dataset.meta['key']}); use the same "
+                            f"--dataset and --source")
+    saved = dict(state.get("shape") or {})
+    wanted = dataclasses.asdict(shape)
+    for key in ("num_items", "max_len", "dim", "layers", "heads"):
+        if saved.get(key) != wanted[key]:
+            option = {"num_items": "catalogue size", "max_len": "--max-len"}.get(
+                key, f"--{key}")
+            raise SeqbenchError(f"{path}: pretrained with {key} = {saved.get(key)} but "
+                                f"fine-tuning uses {wanted[key]} ({option}); they must match")
+    encoder = {k: v for k, v in state["model"].items() if k.startswith("encoder.")}
+    if not encoder:
+        raise SeqbenchError(f"{path}: the checkpoint holds no encoder weights")
+    meta = {"rank": state.get("rank"), "epoch": state.get("epoch")}
+    return path, encoder, meta
+
+
+def resolve_checkpoint(path: Path) -> Path:
+    """A checkpoint file as is; a run directory -> its last `epoch-N.pt`."""
+    if path.is_dir():
+        candidates = sorted(path.glob("epoch-*.pt"), key=_epoch_number)
+        if not candidates:
+            raise SeqbenchError(f"{path}: a directory without epoch-N.pt checkpoints "
+                                f"(expected a seqbench pretrain run or a .pt file)")
+        return candidates[-1]
+    if not path.exists():
+        raise SeqbenchError(f"{path}: no such checkpoint or run directory")
+    return path
+
+
+def _epoch_number(path: Path) -> int:
+    digits = path.stem.removeprefix("epoch-")
+    return int(digits) if digits.isdigit() else -1
+
+
+def _shape(config: RunConfig, dataset: Dataset) -> EncoderShape:
+    model = config.model
+    return EncoderShape(num_items=dataset.num_items, max_len=model.max_len, dim=model.dim,
+                        layers=model.layers, heads=model.heads, dropout=model.dropout)
+
+
+def _seconds(minutes: float | None) -> float | None:
+    return None if minutes is None else minutes * 60

@@ -161,10 +161,9 @@ class Trainer:
                     self._checkpoint("best", epoch)
                 else:
                     stale += 1
-            else:
+            else:  # no model selection: checkpoint every few epochs and at the end
                 result.best_epoch = epoch
-                last = epoch == schedule.epochs
-                if last or (schedule.checkpoint_every and epoch % schedule.checkpoint_every == 0):
+                if schedule.checkpoint_every and epoch % schedule.checkpoint_every == 0:
                     self._checkpoint(f"epoch-{epoch}", epoch)
             result.epochs.append(report)
             self._record(report)
@@ -182,6 +181,10 @@ class Trainer:
                 log.warning("time limit reached after epoch %d (%.0f s): stopping with the best "
                             "epoch so far (%d)", epoch, elapsed, result.best_epoch)
                 break
+        last = result.epochs[-1].epoch if result.epochs else 0
+        if best_state is None and last and not (
+                schedule.checkpoint_every and last % schedule.checkpoint_every == 0):
+            self._checkpoint(f"epoch-{last}", last)  # the end, whatever stopped it
         if best_state is not None:
             self.task.model.load_state_dict(best_state)
         return result

@@ -64,6 +64,7 @@ class RichProgress:
             self.progress.advance(self._epochs)
         parts = [f"[bold]{self._label}[/] epoch {report.epoch:>3}",
                  f"loss {report.losses.get('loss', float('nan')):.4f}"]
+        parts += [f"{name} {value:.4g}" for name, value in report.losses.items() if name != "loss"]
         if report.valid:
             protocol, metrics = next(iter(report.valid.items()))
             marker = " [green]best[/]" if report.improved else ""

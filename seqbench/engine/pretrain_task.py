@@ -1,0 +1,51 @@
+"""S3Rec pretraining as a trainer `Task`: the same `Trainer.fit` as SASRec, no validation.
+
+The original selects nothing during pretraining either: it saves the encoder every few epochs
+and fine-tunes from one of those checkpoints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+
+from seqbench.engine.pretrain_batches import PretrainBatch, PretrainData, iterate_batches
+from seqbench.engine.s3rec import AttributeIndex, S3RecPretrainer
+from seqbench.engine.trainer import Metrics
+
+
+class PretrainTask:
+    def __init__(self, model: S3RecPretrainer, data: PretrainData,
+                 attributes: AttributeIndex | None, *, mask_prob: float, device: torch.device,
+                 autocast_dtype: torch.dtype | None = None) -> None:
+        self.model = model
+        self.data = data
+        self.attributes = attributes
+        self.mask_prob = mask_prob
+        self.device = device
+        self.autocast_dtype = autocast_dtype
+
+    def num_batches(self, batch_size: int) -> int:
+        return -(-len(self.data) // batch_size)
+
+    def batches(self, batch_size: int, generator: torch.Generator) -> Iterator[PretrainBatch]:
+        return iterate_batches(self.data, batch_size, generator, mask_prob=self.mask_prob,
+                               device=self.device)
+
+    def batch_sequences(self, batch: PretrainBatch) -> int:
+        return int(batch.items.shape[0])
+
+    def step(self, batch: PretrainBatch) -> dict[str, torch.Tensor]:
+        with self._autocast():
+            return self.model(batch, self.attributes)
+
+    def validate(self) -> Metrics | None:
+        return None
+
+    def _autocast(self) -> Any:
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)

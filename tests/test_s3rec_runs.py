@@ -1,0 +1,156 @@
+"""`pretrain` and `finetune` end to end on small synthetic data, and their bad-input errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from seqbench.config import RunConfig, load_config
+from seqbench.engine.sasrec import SASRec
+from seqbench.recipes import _shape, finetune, load_pretrained_encoder, prepare_bench, pretrain
+from seqbench.runs.record import load_checkpoint
+
+# attributes carry the transition structure here, so pretraining has something to learn
+SMALL = {"dataset": "synthetic", "items": 300, "users": 900, "mean_len": 12.0}
+MODEL = {"dim": 32, "layers": 1, "heads": 1, "dropout": 0.2, "max_len": 20}
+
+
+def config(tmp_path: Path, *, pretrain_: dict[str, Any] | None = None,
+           **train: Any) -> RunConfig:
+    return load_config(None, {
+        "data": {**SMALL, "cache_dir": str(tmp_path / "cache")},
+        "model": MODEL,
+        "train": {"epochs": 3, "patience": 3, "batch_size": 128, "lr": 3e-3,
+                  "runs_dir": str(tmp_path / "runs"), **train},
+        "eval": {"ks": [10], "protocols": ["full", "sampled-99"]},
+        "pretrain": {"epochs": 3, "batch_size": 256, "lr": 3e-3, "checkpoint_every": 2,
+                     **(pretrain_ or {})},
+        "finetune": {},
+    })
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    tmp_path = tmp_path_factory.mktemp("pretrained")
+    summary = pretrain(config(tmp_path, pretrain_={"epochs": 4}), rank=8)
+    return tmp_path, summary
+
+
+def test_pretraining_lowers_every_task_loss(pretrained: tuple[Path, dict[str, Any]]) -> None:
+    _, summary = pretrained
+    assert set(summary["final_losses"]) == {"aap", "mip", "map", "sp", "loss"}
+    for task, first in summary["first_losses"].items():
+        assert summary["final_losses"][task] < first, task
+
+
+def test_pretraining_run_is_recorded_with_checkpoints_and_account(
+        pretrained: tuple[Path, dict[str, Any]]) -> None:
+    _, summary = pretrained
+    run = Path(summary["path"])
+    assert {"epoch-2.pt", "epoch-4.pt", "config.json", "events.jsonl", "summary.json"} <= {
+        p.name for p in run.iterdir()}
+    epochs = [json.loads(line) for line in (run / "events.jsonl").read_text().splitlines()]
+    epochs = [e for e in epochs if e["event"] == "epoch"]
+    assert len(epochs) == 4
+    assert all(set(e["losses"]) == {"aap", "mip", "map", "sp", "loss"} for e in epochs)
+    assert all(e["epoch_seconds"] > 0 and e["peak_memory_bytes"] > 0 for e in epochs)
+    heads = {h["task"]: h for h in summary["parameter_account"]["heads"]}
+    assert heads["aap"]["weights"] == 2 * 32 * 8 and heads["mip"]["rank"] is None
+    state = load_checkpoint(run / "epoch-4.pt")
+    assert state["kind"] == "s3rec-pretrain" and state["rank"] == 8
+
+
+def test_finetune_starts_from_exactly_the_pretrained_encoder(
+        pretrained: tuple[Path, dict[str, Any]]) -> None:
+    tmp_path, summary = pretrained
+    context = prepare_bench(config(tmp_path))
+    path, state, meta = load_pretrained_encoder(Path(summary["path"]), context.dataset,
+                                                _shape(context.config, context.dataset))
+    assert path.name == "epoch-4.pt" and meta["epoch"] == 4  # a run dir means its last epoch
+    saved = load_checkpoint(path)["model"]
+    model = SASRec(_shape(context.config, context.dataset))
+    model.load_state_dict(state)  # strict: every SASRec weight comes from the checkpoint
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, saved[name]), name
+    assert not any(k.startswith(("heads.", "attribute_emb.")) for k in state)
+
+
+@pytest.mark.xfail(strict=True, reason="open (issue 4): pretraining currently makes fine-tuning "
+                   "worse on synthetic (e.g. full NDCG@10 0.149 vs 0.264 from scratch after 15 "
+                   "epochs); strict, so this fails loudly once it holds")
+def test_pretrained_then_finetuned_beats_finetuning_from_scratch(
+        pretrained: tuple[Path, dict[str, Any]]) -> None:
+    tmp_path, summary = pretrained
+    cfg = config(tmp_path, loss="bce", epochs=2, patience=2)
+    context = prepare_bench(cfg)
+    tuned = finetune(context, cfg, init_from=Path(summary["checkpoint"]))
+    scratch = finetune(context, cfg, init_from=None)
+    assert tuned["model"] == "s3rec" and scratch["model"] == "sasrec"
+    for protocol in ("full", "sampled-99"):
+        ours, base = tuned["test"][protocol]["NDCG@10"], scratch["test"][protocol]["NDCG@10"]
+        assert ours > base * 1.2, (protocol, ours, base)
+
+
+def test_finetune_cli_refuses_bad_checkpoints(tmp_path: Path, cli,
+                                              pretrained: tuple[Path, dict[str, Any]]) -> None:
+    pre_dir, summary = pretrained
+    base = ["finetune", "--dataset", "synthetic", "--items", "300", "--users", "900",
+            "--mean-len", "12", "--data-dir", str(pre_dir / "cache"), "--dim", "32",
+            "--layers", "1", "--heads", "1", "--max-len", "20", "--epochs", "1",
+            "--runs-dir", str(tmp_path / "runs")]
+    missing = cli(*base, "--from", str(tmp_path / "nope.pt"))
+    assert missing.code == 1 and "nope.pt: no such checkpoint" in missing.err
+    text = tmp_path / "notes.pt"
+    text.write_text("not a checkpoint")
+    result = cli(*base, "--from", str(text))
+    assert result.code == 1 and "not a readable torch checkpoint" in result.err
+    plain = tmp_path / "plain.pt"
+    torch.save({"weights": torch.zeros(2)}, plain)
+    result = cli(*base, "--from", str(plain))
+    assert result.code == 1 and "not a seqbench checkpoint" in result.err
+    result = cli(*base[:-10], "--dim", "16", *base[-8:], "--from", summary["path"])
+    assert result.code == 1 and "dim = 32" in result.err and "--dim" in result.err
+    other = [*base]
+    other[other.index("300")] = "280"
+    result = cli(*other, "--from", summary["path"])
+    assert result.code == 1 and "pretrained on another dataset" in result.err
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_pretrain_without_attributes_names_the_tasks_to_switch_off(tmp_path: Path, cli) -> None:
+    data = tmp_path / "events.csv"
+    rows = [f"{u},{i},{t}" for u in range(30) for t, i in enumerate(range(u % 7, u % 7 + 6))]
+    data.write_text("user,item,time\n" + "\n".join(rows) + "\n")
+    base = ["pretrain", "--dataset", "generic", "--source", str(data), "--data-dir",
+            str(tmp_path / "cache"), "--runs-dir", str(tmp_path / "runs"), "--epochs", "1",
+            "--dim", "16", "--heads", "1", "--layers", "1"]
+    result = cli(*base)
+    assert result.code == 1
+    assert "no item attributes, so AAP and MAP cannot run" in result.err
+    assert "--aap-weight 0 --map-weight 0" in result.err
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+    ok = cli(*base, "--aap-weight", "0", "--map-weight", "0")
+    assert ok.code == 0, ok.err
+    [run] = (tmp_path / "runs").iterdir()
+    summary = json.loads((run / "summary.json").read_text())
+    assert set(summary["final_losses"]) == {"mip", "sp", "loss"}
+
+
+def test_bad_pretrain_options_are_one_line_errors(tmp_path: Path, cli) -> None:
+    base = ["pretrain", "--runs-dir", str(tmp_path / "runs"), "--data-dir",
+            str(tmp_path / "cache")]
+    cases = {
+        ("--rank", "0"): "--rank must be in [1, --dim = 64]",
+        ("--mask-prob", "1.5"): "--mask-prob must be in (0, 1)",
+        ("--lowrank-heads", "aap,foo"): "--lowrank-heads expects",
+        ("--aap-weight", "0", "--mip-weight", "0", "--map-weight", "0", "--sp-weight", "0"):
+            "every pretraining task has weight 0",
+    }
+    for args, message in cases.items():
+        result = cli(*base, *args)
+        assert result.code == 1 and message in result.err, (args, result.err)
+        assert len(result.err.strip().splitlines()) == 1
