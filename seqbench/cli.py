@@ -8,6 +8,7 @@ Options are declared once below and shared by the commands that take them.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -22,7 +23,9 @@ from seqbench import __version__
 from seqbench.errors import SeqbenchError
 
 log = logging.getLogger("seqbench")
-console = Console()
+# Piped or redirected output (logs, CI) is not wrapped at Rich's default 80 columns: result
+# tables have up to ~10 columns and would be truncated there. COLUMNS still wins if set.
+console = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 140)
 err_console = Console(stderr=True)
 INTERRUPTED = "interrupted; nothing half-written was kept"
 
