@@ -179,7 +179,7 @@ def prep(
     min_item: MinItemOpt = None,
     dedupe: DedupeOpt = None,
     out: Annotated[Path | None, _opt(
-        "--out", "-o", panel=DATA, file_okay=False,
+        "--out", "-o", "--data-dir", panel=DATA, file_okay=False,
         help="Cache directory (default: $SEQBENCH_CACHE or ~/.cache/seqbench).")] = None,
     download: DownloadOpt = False,
     seed: Annotated[int | None, _opt(panel=SYNTH, help="Generator seed.")] = None,
@@ -357,7 +357,6 @@ def pretrain(
     options = locals()
     ranks = _split("--rank", rank, int)
     seeds = _split("--seed", seed, int)
-    options.update(rank=None, seed=None)
     run_config = _run_config(options, pretrain={
         "lowrank": True if ranks else lowrank, "lowrank_heads": lowrank_heads,
         "aap": aap_weight, "mip": mip_weight, "map": map_weight, "sp": sp_weight,
@@ -443,7 +442,6 @@ def finetune(
     options = locals()
     losses = _losses(loss)
     seeds = _split("--seed", seed, int)
-    options.update(loss=None, seed=None)
     run_config = _run_config(options)
     if protocol is None:
         _ensure_both_protocols(run_config)
@@ -468,6 +466,62 @@ def finetune(
                 summaries.append(summary)
     if len(summaries) > 1:
         console.print(runs_table(summaries))
+
+
+@app.command(
+    help="Compare recorded runs: one row per run (or per group, seeds as mean ± std), the "
+    "protocol named on every metric, peak memory with its kind, epoch time, parameters; "
+    "relative columns against a baseline loss; export as markdown, csv or json; PNG charts "
+    "with --plot. Reads only run directories (copied, failed or still running ones too).",
+)
+def compare(
+    runs: Annotated[list[Path] | None, typer.Argument(
+        metavar="[RUN]...", help="Run directories (default: every run in --runs-dir).",
+        show_default=False)] = None,
+    runs_dir: Annotated[Path, _opt(
+        file_okay=False, help="Where runs are recorded.")] = Path("runs"),
+    dataset: Annotated[str | None, _opt(
+        "--dataset", "-d", help="Only runs on these datasets (comma-separated).")] = None,
+    loss: Annotated[str | None, _opt(
+        "--loss", "-l", help="Only runs with these losses (comma-separated).")] = None,
+    last: Annotated[int | None, _opt(help="Only the N most recent runs (after filters).")] = None,
+    protocol: Annotated[str | None, _opt(
+        help="Protocols to show (comma-separated; default: every recorded one).")] = None,
+    metrics: Annotated[str | None, _opt(
+        help="Metrics to show (comma-separated; default HR@10,NDCG@10,Coverage@10,"
+        "Surprisal@10).")] = None,
+    group_by: Annotated[str | None, _opt(
+        help="Aggregate runs by these fields (e.g. dataset,loss): mean ± std over seeds.")
+    ] = None,
+    baseline: Annotated[str | None, _opt(
+        help="Add columns relative to this loss within each dataset (e.g. ce).")] = None,
+    output_format: Annotated[str, _opt(
+        "--format", help="table, markdown, csv or json.")] = "table",
+    plot: Annotated[Path | None, _opt(
+        file_okay=False, help="Write PNG charts into this directory (needs the plot extra: "
+        "pip install 'seqbench[plot]').")] = None,
+) -> None:
+    from seqbench.report.compare import CompareOptions, compare_command
+
+    compare_command(CompareOptions(
+        runs=list(runs or []), runs_dir=runs_dir, datasets=_split("--dataset", dataset),
+        losses=_split("--loss", loss), last=last, protocols=_split("--protocol", protocol),
+        metrics=_split("--metrics", metrics), group_by=_split("--group-by", group_by),
+        baseline=baseline, output_format=output_format, plot_dir=plot), console)
+
+
+@app.command(
+    help="A live dashboard of the runs in --runs-dir: status, train loss, validation HR@10 and "
+    "NDCG@10, peak memory and epoch time per epoch; select two runs to overlay them. New runs "
+    "and epochs appear as they are written.",
+)
+def dash(
+    runs_dir: Annotated[Path, _opt(
+        file_okay=False, help="Where runs are recorded.")] = Path("runs"),
+) -> None:
+    from seqbench.dash.app import run_dash
+
+    run_dash(runs_dir)
 
 
 # ---------------------------------------------------------------------------------------------
