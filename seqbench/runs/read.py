@@ -74,7 +74,7 @@ def read_run(path: Path) -> RunView | None:
     if summary is not None and not isinstance(summary, dict):
         log.warning("%s: not a JSON object; ignored", path / SUMMARY_FILE)
         summary = None
-    status = _status(config, events, summary)
+    status = run_status(config, events, summary)
     return RunView(path=path, run_id=path.name, config=config, events=events, summary=summary,
                    status=status)
 
@@ -163,7 +163,7 @@ def _read_json(path: Path) -> Any:
         return None
 
 
-def _status(config: dict[str, Any], events: list[dict[str, Any]],
+def run_status(config: dict[str, Any], events: list[dict[str, Any]],
             summary: dict[str, Any] | None) -> str:
     """summary.json decides; without it the last event does (its writer may still be going)."""
     if summary is not None:
