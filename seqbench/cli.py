@@ -139,6 +139,10 @@ TimeLimitOpt = Annotated[float | None, _opt(
     panel=TRAIN, metavar="<minutes>",
     help="Stop training after the epoch that crosses this many minutes; the best epoch so far "
     "is still tested and recorded.")]
+ResumeOpt = Annotated[Path | None, _opt(
+    panel=TRAIN, file_okay=False, metavar="<run dir>",
+    help="Continue this killed or interrupted run from its last checkpoint, with its own "
+    "recorded configuration (other options are ignored).")]
 RunsDirOpt = Annotated[Path | None, _opt(
     panel=TRAIN, file_okay=False, help="Where runs are recorded (default: runs).")]
 MaxLenOpt = Annotated[int | None, _opt(panel=MODEL, help="Maximum sequence length.")]
@@ -245,6 +249,7 @@ def bench(
     device: DeviceOpt = None,
     max_batches: MaxBatchesOpt = None,
     time_limit: TimeLimitOpt = None,
+    resume: ResumeOpt = None,
     runs_dir: RunsDirOpt = None,
     max_len: MaxLenOpt = None,
     dim: DimOpt = None,
@@ -273,6 +278,9 @@ def bench(
     from seqbench.recipes import bench as run_bench
     from seqbench.report.run_table import runs_table
 
+    if resume is not None:
+        _resume(resume, "bench")
+        return
     options = locals()
     losses = _losses(loss)
     seeds = _split("--seed", seed, int)
@@ -332,6 +340,7 @@ def pretrain(
     device: DeviceOpt = None,
     max_batches: MaxBatchesOpt = None,
     time_limit: TimeLimitOpt = None,
+    resume: ResumeOpt = None,
     runs_dir: RunsDirOpt = None,
     max_len: MaxLenOpt = None,
     dim: DimOpt = None,
@@ -354,6 +363,9 @@ def pretrain(
     from seqbench.recipes import pretrain as run_pretrain
     from seqbench.report.s3rec_tables import account_table, pretrain_table, sweep_table
 
+    if resume is not None:
+        _resume(resume, "pretrain")
+        return
     options = locals()
     ranks = _split("--rank", rank, int)
     seeds = _split("--seed", seed, int)
@@ -414,6 +426,7 @@ def finetune(
     device: DeviceOpt = None,
     max_batches: MaxBatchesOpt = None,
     time_limit: TimeLimitOpt = None,
+    resume: ResumeOpt = None,
     runs_dir: RunsDirOpt = None,
     max_len: MaxLenOpt = None,
     dim: DimOpt = None,
@@ -439,6 +452,9 @@ def finetune(
     from seqbench.recipes import finetune as run_finetune
     from seqbench.report.run_table import runs_table
 
+    if resume is not None:
+        _resume(resume, "finetune")
+        return
     options = locals()
     losses = _losses(loss)
     seeds = _split("--seed", seed, int)
@@ -526,6 +542,19 @@ def dash(
 
 # ---------------------------------------------------------------------------------------------
 # what the training commands share
+
+
+def _resume(run_dir: Path, command: str) -> None:
+    from seqbench.recipes import resume_run
+
+    with _progress() as progress:
+        summary = resume_run(run_dir, expected=command, console=console, progress=progress)
+        if "test" in summary:
+            _print_run(progress, summary)
+        else:
+            from seqbench.report.s3rec_tables import pretrain_table
+
+            progress.progress.console.print(pretrain_table(summary))
 
 
 def _run_config(options: dict[str, Any], **extra: dict[str, Any]) -> Any:

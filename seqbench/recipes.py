@@ -101,8 +101,10 @@ def bench(context: BenchContext, *, losses: list[str], seeds: list[int],
 def train_next_item(context: BenchContext, config: RunConfig, *,
                     model_factory: Callable[[EncoderShape], nn.Module],
                     progress: ProgressSink | None = None,
-                    extra_config: dict[str, Any] | None = None) -> dict[str, Any]:
-    """One recorded run: seed, build model and loss, fit with early stopping, test once."""
+                    extra_config: dict[str, Any] | None = None,
+                    resume_from: Path | None = None) -> dict[str, Any]:
+    """One recorded run: seed, build model and loss, fit with early stopping, test once.
+    With `resume_from` (a run directory) it continues that run from its `last.pt`."""
     train, dataset, device = config.train, context.dataset, context.device
     generator = seed_everything(train.seed)
     shape = _shape(config, dataset)
@@ -125,9 +127,14 @@ def train_next_item(context: BenchContext, config: RunConfig, *,
                      "dataset_key": dataset.meta["key"], "dataset_stats": dataset.meta["stats"]},
     }
     log.info("run: %s on %s, loss %s, seed %d", model_kind, dataset.name, loss.backend, train.seed)
-    with RunRecorder.create(Path(train.runs_dir), config=resolved,
-                            name_parts=[dataset.name, model_kind, train.loss,
-                                        f"s{train.seed}"]) as recorder:
+    resume = None if resume_from is None else load_resume_state(resume_from, dataset)
+    recorder = (RunRecorder.reopen(resume_from) if resume_from is not None else
+                RunRecorder.create(Path(train.runs_dir), config=resolved,
+                                   name_parts=[dataset.name, model_kind, train.loss,
+                                               f"s{train.seed}"]))
+    with recorder:
+        if resume is not None:
+            _record_resumed(recorder, resume)
         if progress is not None:
             progress.start_run(f"{loss.backend} seed {train.seed}", train.epochs)
         schedule = Schedule(epochs=train.epochs, batch_size=train.batch_size,
@@ -138,7 +145,7 @@ def train_next_item(context: BenchContext, config: RunConfig, *,
         fit = Trainer(task, optimizer, schedule, device=device, generator=generator,
                       recorder=recorder, progress=progress,
                       checkpoint_meta={"kind": model_kind, "shape": dataclasses.asdict(shape),
-                                       "dataset_key": dataset.meta["key"]}).fit()
+                                       "dataset_key": dataset.meta["key"]}).fit(resume)
         model.eval()
         test = task.evaluate(context.test)
         summary = {
@@ -175,9 +182,10 @@ PRETRAIN_KIND = "s3rec-pretrain"
 
 
 def pretrain(config: RunConfig, *, rank: int | None = None, console: Any = None,
-             step: Callable[[str], None] | None = None,
-             progress: ProgressSink | None = None) -> dict[str, Any]:
-    """One recorded S3Rec pretraining run; a `rank` makes it low-rank with that rank."""
+             step: Callable[[str], None] | None = None, progress: ProgressSink | None = None,
+             resume_from: Path | None = None) -> dict[str, Any]:
+    """One recorded S3Rec pretraining run; a `rank` makes it low-rank with that rank.
+    With `resume_from` (a pretraining run directory) it continues that run."""
     from seqbench.engine.params import parameter_account
     from seqbench.engine.pretrain_batches import PretrainData
     from seqbench.engine.pretrain_task import PretrainTask
@@ -228,9 +236,14 @@ def pretrain(config: RunConfig, *, rank: int | None = None, console: Any = None,
     }
     log.info("pretrain: S3Rec (%s) on %s, tasks %s", variant, dataset.name,
              ", ".join(heads.tasks))
-    with RunRecorder.create(Path(train.runs_dir), config=resolved,
-                            name_parts=[dataset.name, PRETRAIN_KIND, variant,
-                                        f"s{train.seed}"]) as recorder:
+    resume = None if resume_from is None else load_resume_state(resume_from, dataset)
+    recorder = (RunRecorder.reopen(resume_from) if resume_from is not None else
+                RunRecorder.create(Path(train.runs_dir), config=resolved,
+                                   name_parts=[dataset.name, PRETRAIN_KIND, variant,
+                                               f"s{train.seed}"]))
+    with recorder:
+        if resume is not None:
+            _record_resumed(recorder, resume)
         if progress is not None:
             progress.start_run(f"pretrain {variant} seed {train.seed}", pre.epochs)
         schedule = Schedule(epochs=pre.epochs, batch_size=pre.batch_size,
@@ -242,7 +255,7 @@ def pretrain(config: RunConfig, *, rank: int | None = None, console: Any = None,
                 "num_attributes": dataset.num_attributes, "rank": heads.rank,
                 "lowrank_heads": list(heads.lowrank_heads)}
         fit = Trainer(task, optimizer, schedule, device=device, generator=generator,
-                      recorder=recorder, progress=progress, checkpoint_meta=meta).fit()
+                      recorder=recorder, progress=progress, checkpoint_meta=meta).fit(resume)
         last = fit.epochs[-1]
         summary = {
             "run_id": recorder.run_id,
@@ -354,3 +367,99 @@ def _shape(config: RunConfig, dataset: Dataset) -> EncoderShape:
 
 def _seconds(minutes: float | None) -> float | None:
     return None if minutes is None else minutes * 60
+
+
+# ---------------------------------------------------------------------------------------------
+# resume: continue a killed or interrupted run from its last.pt
+
+
+def resume_run(run_dir: Path, *, expected: str | None = None, console: Any = None,
+               step: Callable[[str], None] | None = None,
+               progress: ProgressSink | None = None) -> dict[str, Any]:
+    """Continue the run in `run_dir` with its own recorded configuration.
+
+    `expected` is the command asking ("bench", "pretrain" or "finetune"), to refuse e.g.
+    `pretrain --resume` on a SASRec run. Ends exactly as the uninterrupted run would (CPU).
+    """
+    from seqbench.runs.read import read_run
+
+    run_dir = Path(run_dir)
+    view = read_run(run_dir)
+    if view is None:
+        raise SeqbenchError(f"{run_dir}: not a seqbench run directory (no readable config.json)")
+    recorded = view.config
+    kind = (recorded.get("resolved") or {}).get("model")
+    command = {"sasrec": "bench", "s3rec": "finetune", PRETRAIN_KIND: "pretrain"}.get(kind)
+    if command is None:
+        raise SeqbenchError(f"{run_dir}: a run of unknown kind {kind!r}; cannot resume it")
+    if expected is not None and expected != command and {expected, command} != {"bench",
+                                                                                  "finetune"}:
+        raise SeqbenchError(f"{run_dir}: a {command} run; resume it with "
+                            f"seqbench {command} --resume")
+    if view.status == "finished":
+        raise SeqbenchError(f"{run_dir}: this run finished; there is nothing to resume")
+    if view.status == "running":
+        raise SeqbenchError(f"{run_dir}: this run is still being written by another process")
+    config = config_from_record(recorded, run_dir)
+    if command == "pretrain":
+        return pretrain(config, rank=config.pretrain.rank if config.pretrain.lowrank else None,
+                        console=console, step=step, progress=progress, resume_from=run_dir)
+    context = prepare_bench(config, console=console, step=step)
+
+    def model_factory(shape: EncoderShape) -> nn.Module:
+        model = SASRec(shape)
+        model.kind = kind
+        return model
+
+    return train_next_item(context, config, model_factory=model_factory, progress=progress,
+                           resume_from=run_dir)
+
+
+def config_from_record(recorded: dict[str, Any], run_dir: Path) -> RunConfig:
+    """The RunConfig a run was started with, from its config.json."""
+    from seqbench.config import load_config
+
+    tables = {f.name: {k: v for k, v in (recorded.get(f.name) or {}).items() if v is not None}
+              for f in dataclasses.fields(RunConfig)}
+    try:
+        return load_config(None, tables)
+    except SeqbenchError as exc:
+        raise SeqbenchError(f"{run_dir / 'config.json'}: {exc}") from None
+
+
+def load_resume_state(run_dir: Path, dataset: Dataset) -> dict[str, Any]:
+    """`last.pt` of a run (and the weights of its best.pt), checked against the dataset."""
+    from seqbench.engine.trainer import LAST_CHECKPOINT
+    from seqbench.runs.record import load_checkpoint
+
+    path = Path(run_dir) / f"{LAST_CHECKPOINT}.pt"
+    if not path.exists():
+        raise SeqbenchError(f"{run_dir}: no last.pt to resume from (the run stopped before its "
+                            f"first epoch ended); start it again instead")
+    state = load_checkpoint(path)
+    if state.get("dataset_key") != dataset.meta["key"]:
+        raise SeqbenchError(f"{path}: recorded on dataset cache {state.get('dataset_key')}, "
+                            f"but the prepared data is now {dataset.meta['key']}; the source "
+                            f"files changed")
+    best = Path(run_dir) / "best.pt"
+    if state["trainer"]["best_valid"] is not None and best.exists():
+        state["best_model"] = load_checkpoint(best)["model"]
+    return state
+
+
+def _record_resumed(recorder: RunRecorder, state: dict[str, Any]) -> None:
+    """A "resumed" event; and the epoch event a kill may have cut off after last.pt was saved."""
+    from seqbench.runs.read import read_events_since
+
+    events, _ = read_events_since(recorder.path, 0)
+    recorded = [e.get("epoch") for e in events if e.get("event") == "epoch"]
+    last = state["trainer"]["epochs"][-1] if state["trainer"]["epochs"] else None
+    if last is not None and last["epoch"] not in recorded:
+        recorder.event("epoch", epoch=last["epoch"], train_loss=last["losses"].get("loss"),
+                       losses=last["losses"], valid=last["valid"],
+                       epoch_seconds=last["seconds"], valid_seconds=last["valid_seconds"],
+                       sequences_per_second=last["sequences_per_second"],
+                       peak_memory_bytes=last["peak_memory_bytes"],
+                       memory_kind=last["memory_kind"], improved=last["improved"],
+                       restored=True)
+    recorder.event("resumed", from_epoch=state["epoch"])

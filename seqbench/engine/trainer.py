@@ -9,6 +9,7 @@ trainer owns the rest: seeding, the optimiser step, divergence checks, per-epoch
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import math
 import random
@@ -52,7 +53,8 @@ class Task(Protocol):
 class Recorder(Protocol):
     def event(self, event: str, **fields: Any) -> None: ...
 
-    def save_checkpoint(self, name: str, state: dict[str, Any]) -> Any: ...
+    def save_checkpoint(self, name: str, state: dict[str, Any], *, quiet: bool = False
+                        ) -> Any: ...
 
 
 class ProgressSink(Protocol):
@@ -104,6 +106,30 @@ class FitResult:
         return self.epochs[0].memory_kind if self.epochs else ""
 
 
+LAST_CHECKPOINT = "last"
+
+
+def capture_rng() -> dict[str, Any]:
+    """Every RNG a training step may draw from, in types `torch.load(weights_only=True)` reads."""
+    name, keys, position, has_gauss, gauss = np.random.get_state()
+    return {
+        "python": random.getstate(),
+        "numpy": (name, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, gauss),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+    name, keys, position, has_gauss, gauss = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), position, has_gauss, gauss))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
 def seed_everything(seed: int) -> torch.Generator:
     """Seed python, numpy and torch; return the generator that orders the training data."""
     random.seed(seed)
@@ -137,15 +163,36 @@ class Trainer:
         self.progress = progress
         self.checkpoint_meta = checkpoint_meta or {}
 
-    def fit(self) -> FitResult:
-        """Train until `epochs` or early stopping; the model ends with its best weights."""
+    def fit(self, resume: dict[str, Any] | None = None) -> FitResult:
+        """Train until `epochs` or early stopping; the model ends with its best weights.
+
+        With a recorder, `last.pt` is rewritten (atomically) after every epoch with everything
+        needed to continue: weights, optimizer, RNG states, data order and early-stopping
+        state. `resume` is such a checkpoint (plus "best_model", the weights of best.pt): the
+        run then continues after its epoch and ends exactly as an uninterrupted run would.
+        """
         schedule = self.schedule
         result = FitResult(best_epoch=0, best_valid=None)
         best_score = -math.inf
         best_state: dict[str, torch.Tensor] | None = None
         stale = 0
-        fit_started = time.perf_counter()
-        for epoch in range(1, schedule.epochs + 1):
+        elapsed_before = 0.0
+        first_epoch = 1
+        if resume is not None:
+            trainer = resume["trainer"]
+            self.task.model.load_state_dict(resume["model"])
+            self.optimizer.load_state_dict(resume["optimizer"])
+            restore_rng(resume["rng"])
+            self.generator.set_state(resume["data_order"])
+            result.epochs = [EpochReport(**report) for report in trainer["epochs"]]
+            result.best_epoch, result.best_valid = trainer["best_epoch"], trainer["best_valid"]
+            best_score, stale = trainer["best_score"], trainer["stale"]
+            elapsed_before = trainer["elapsed"]
+            best_state = resume.get("best_model")
+            first_epoch = resume["epoch"] + 1
+            log.info("resuming after epoch %d", resume["epoch"])
+        fit_started = time.perf_counter() - elapsed_before
+        for epoch in range(first_epoch, schedule.epochs + 1):
             report = self._train_epoch(epoch)
             tick = time.perf_counter()
             report.valid = self.task.validate()
@@ -166,6 +213,8 @@ class Trainer:
                 if schedule.checkpoint_every and epoch % schedule.checkpoint_every == 0:
                     self._checkpoint(f"epoch-{epoch}", epoch)
             result.epochs.append(report)
+            elapsed = time.perf_counter() - fit_started
+            self._save_last(epoch, result, best_score=best_score, stale=stale, elapsed=elapsed)
             self._record(report)
             if self.progress is not None:
                 self.progress.end_epoch(report)
@@ -174,7 +223,6 @@ class Trainer:
                 log.info("early stop after epoch %d: no better %s for %d epochs", epoch,
                          "/".join(schedule.monitor), schedule.patience)
                 break
-            elapsed = time.perf_counter() - fit_started
             if (schedule.time_limit_s is not None and elapsed >= schedule.time_limit_s
                     and epoch < schedule.epochs):
                 result.stopped_early, result.stop_reason = True, "time-limit"
@@ -182,12 +230,30 @@ class Trainer:
                             "epoch so far (%d)", epoch, elapsed, result.best_epoch)
                 break
         last = result.epochs[-1].epoch if result.epochs else 0
-        if best_state is None and last and not (
+        if result.best_valid is None and last and not (
                 schedule.checkpoint_every and last % schedule.checkpoint_every == 0):
             self._checkpoint(f"epoch-{last}", last)  # the end, whatever stopped it
         if best_state is not None:
             self.task.model.load_state_dict(best_state)
         return result
+
+    def _save_last(self, epoch: int, result: FitResult, *, best_score: float, stale: int,
+                   elapsed: float) -> None:
+        """`last.pt`: the state after `epoch`, for `--resume` (atomic: a kill leaves the
+        previous one). Saved before the epoch's event, so an event always has its state."""
+        if self.recorder is None:
+            return
+        self.recorder.save_checkpoint(LAST_CHECKPOINT, {
+            "model": self.task.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "epoch": epoch,
+            "trainer": {"best_score": best_score, "best_epoch": result.best_epoch,
+                        "best_valid": result.best_valid, "stale": stale, "elapsed": elapsed,
+                        "epochs": [dataclasses.asdict(r) for r in result.epochs]},
+            "rng": capture_rng(),
+            "data_order": self.generator.get_state(),
+            **self.checkpoint_meta,
+        }, quiet=True)
 
     def _train_epoch(self, epoch: int) -> EpochReport:
         model, schedule = self.task.model, self.schedule

@@ -90,6 +90,23 @@ class RunRecorder:
         log.info("recording run %s in %s", run_id, path)
         return recorder
 
+    @classmethod
+    def reopen(cls, path: Path) -> RunRecorder:
+        """Continue writing an existing run (`--resume`): appends to its events, and removes a
+        summary.json left by the interruption so readers see it running again."""
+        path = Path(path)
+        config = path / CONFIG_FILE
+        if not config.is_file():
+            raise SeqbenchError(f"{path}: not a seqbench run directory (no {CONFIG_FILE})")
+        recorder = cls(path, path.name, time.time())
+        try:
+            (path / SUMMARY_FILE).unlink(missing_ok=True)
+            recorder._events = open(path / EVENTS_FILE, "ab", buffering=0)  # noqa: SIM115
+        except OSError as exc:
+            raise SeqbenchError(f"cannot write run {path}: {exc.strerror or exc}") from exc
+        log.info("resuming run %s in %s", recorder.run_id, path)
+        return recorder
+
     def _begin(self, config: dict[str, Any]) -> None:
         environment = run_environment(self.started, self.run_id)
         try:
@@ -134,14 +151,15 @@ class RunRecorder:
                 raise SeqbenchError(f"cannot append to {self.path / EVENTS_FILE}: "
                                     f"{exc.strerror or exc}") from exc
 
-    def save_checkpoint(self, name: str, state: dict[str, Any]) -> Path:
-        """Save `state` as `<run>/<name>.pt`, replacing an older one only once fully written."""
+    def save_checkpoint(self, name: str, state: dict[str, Any], *, quiet: bool = False) -> Path:
+        """Save `state` as `<run>/<name>.pt`, replacing an older one only once fully written.
+        `quiet` skips the "checkpoint" event (for `last.pt`, rewritten every epoch)."""
         safe = sanitize_name(name, _CHECKPOINT_CHARS)
         if not safe:
             raise ValueError(f"checkpoint name {name!r} has no usable characters")
         path = self.path / f"{safe}{CHECKPOINT_SUFFIX}"
         _atomic_torch_save({**state, CHECKPOINT_MARKER: CHECKPOINT_FORMAT}, path)
-        if self._events is not None:
+        if self._events is not None and not quiet:
             epoch = {"epoch": state["epoch"]} if "epoch" in state else {}
             self.event("checkpoint", name=safe, file=path.name, **epoch)
         return path
@@ -166,6 +184,9 @@ class RunRecorder:
             self._write_summary({"status": status, "run_id": self.run_id, "error": info})
         finally:
             self._close(status)
+        if status == "interrupted" and (self.path / "last.pt").exists():
+            log.warning("run %s interrupted; continue it with: seqbench %s --resume %s",
+                        self.run_id, _resume_command(self.path), self.path)
 
     def _fail_quietly(self, error: BaseException) -> None:
         """`fail` from an error path: a problem recording it must not hide the real error."""
@@ -195,6 +216,15 @@ class RunRecorder:
                 with contextlib.suppress(OSError):
                     self._events.close()
                 self._events = None
+
+
+def _resume_command(path: Path) -> str:
+    """The command that resumes the run in `path` (from the model kind it recorded)."""
+    try:
+        kind = json.loads((path / CONFIG_FILE).read_text())["resolved"]["model"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return "bench"
+    return {"s3rec": "finetune", "s3rec-pretrain": "pretrain"}.get(kind, "bench")
 
 
 def check_runs_dir(runs_dir: Path) -> None:

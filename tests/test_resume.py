@@ -1,0 +1,98 @@
+"""`--resume`: a run killed (SIGKILL) or interrupted (Ctrl-C) mid-training and continued ends
+with exactly the metrics of the same run left alone (CPU, same seed)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+SMALL = ["--dataset", "synthetic", "--items", "200", "--users", "800", "--mean-len", "12",
+         "--dim", "32", "--layers", "1", "--heads", "1", "--max-len", "20", "--epochs", "5",
+         "--patience", "5", "--batch-size", "64", "--k", "10"]
+
+
+def seqbench(*args: str, cache: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "seqbench", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ, "SEQBENCH_CACHE": str(cache), "COLUMNS": "400"},
+        # background jobs of a non-interactive shell ignore SIGINT; a terminal would not
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+
+
+def finished(args: list[str], cache: Path) -> None:
+    proc = seqbench(*args, cache=cache)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err.decode()
+
+
+def epochs_recorded(runs: Path) -> int:
+    files = list(runs.glob("*/events.jsonl"))
+    if not files:
+        return 0
+    lines = files[0].read_text().splitlines()
+    return sum('"event": "epoch"' in line for line in lines)
+
+
+def summary(runs: Path) -> dict:
+    [path] = runs.glob("*/summary.json")
+    return json.loads(path.read_text())
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    root = tmp_path_factory.mktemp("reference")
+    finished(["bench", *SMALL, "--runs-dir", str(root / "runs")], root / "cache")
+    return root / "cache", summary(root / "runs")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGINT])
+def test_stopped_run_resumes_to_exactly_the_same_result(
+        tmp_path: Path, reference: tuple[Path, dict], signum: int) -> None:
+    cache, expected = reference
+    runs = tmp_path / "runs"
+    proc = seqbench("bench", *SMALL, "--runs-dir", str(runs), cache=cache)
+    deadline = time.monotonic() + 120
+    while epochs_recorded(runs) < 2:  # stop it during epoch 3
+        assert proc.poll() is None and time.monotonic() < deadline, "run ended too early"
+        time.sleep(0.02)
+    time.sleep(0.1)
+    os.kill(proc.pid, signum)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    [run] = runs.iterdir()
+    assert (run / "last.pt").exists()
+    if signum == signal.SIGINT:  # a clean stop says how to continue
+        assert "--resume" in err.decode() and str(run) in err.decode()
+        assert summary(runs)["status"] == "interrupted"
+    recorded_before = epochs_recorded(runs)
+    assert 2 <= recorded_before < 5
+
+    finished(["bench", "--resume", str(run)], cache)
+    resumed = summary(runs)
+    assert resumed["status"] == "finished"
+    assert resumed["test"] == expected["test"] and resumed["valid"] == expected["valid"]
+    assert resumed["best_epoch"] == expected["best_epoch"]
+    events = [json.loads(line) for line in (run / "events.jsonl").read_text().splitlines()]
+    epochs = [e["epoch"] for e in events if e["event"] == "epoch"]
+    assert epochs == [1, 2, 3, 4, 5]  # each epoch once, even the one cut short
+    assert [e["event"] for e in events].count("resumed") == 1
+
+
+def test_resume_refuses_finished_and_foreign_runs(tmp_path: Path, cli,
+                                                  reference: tuple[Path, dict]) -> None:
+    _, expected = reference
+    result = cli("bench", "--resume", expected["path"])
+    assert result.code == 1 and "this run finished; there is nothing to resume" in result.err
+    result = cli("pretrain", "--resume", expected["path"])
+    assert result.code == 1 and "a bench run; resume it with seqbench bench --resume" in result.err
+    result = cli("bench", "--resume", str(tmp_path))
+    assert result.code == 1 and "not a seqbench run directory" in result.err
