@@ -250,6 +250,9 @@ def bench(
     max_batches: MaxBatchesOpt = None,
     time_limit: TimeLimitOpt = None,
     resume: ResumeOpt = None,
+    nproc: Annotated[int | None, _opt(
+        panel=TRAIN, help="Train with N processes (DistributedDataParallel, launched with "
+        "torchrun: gloo on CPUs, nccl on GPUs).")] = None,
     runs_dir: RunsDirOpt = None,
     max_len: MaxLenOpt = None,
     dim: DimOpt = None,
@@ -275,11 +278,19 @@ def bench(
     time_col: TimeColOpt = None,
     config: ConfigOpt = None,
 ) -> None:
+    from seqbench.engine.distributed import (
+        finish_distributed,
+        init_from_env,
+        launched_by_torchrun,
+    )
     from seqbench.recipes import bench as run_bench
     from seqbench.report.run_table import runs_table
 
     if resume is not None:
         _resume(resume, "bench")
+        return
+    if nproc is not None and nproc > 1 and not launched_by_torchrun():
+        _launch_torchrun(nproc)
         return
     options = locals()
     losses = _losses(loss)
@@ -288,12 +299,17 @@ def bench(
     losses = losses or [run_config.train.loss]
     _losses(",".join(losses))
     seeds = seeds or [run_config.train.seed]
-    context = _prepare_bench(run_config)
+    shard, run_config.train.device = init_from_env(run_config.train.device)
+    console.quiet = not shard.is_main  # one process speaks
+    context = _prepare_bench(run_config, shard)
     with _progress() as progress:
-        summaries = run_bench(context, losses=losses, seeds=seeds, progress=progress,
-                              on_summary=lambda s: _print_run(progress, s))
-    if len(summaries) > 1:
+        summaries = run_bench(context, losses=losses, seeds=seeds,
+                              progress=progress if shard.is_main else None,
+                              on_summary=(lambda s: _print_run(progress, s))
+                              if shard.is_main else None)
+    if len(summaries) > 1 and shard.is_main:
         console.print(runs_table(summaries))
+    finish_distributed(shard)
 
 
 @app.command(
@@ -557,6 +573,26 @@ def _resume(run_dir: Path, command: str) -> None:
             progress.progress.console.print(pretrain_table(summary))
 
 
+def _launch_torchrun(nproc: int) -> None:
+    """`bench --nproc N`: run this same command under torchrun with N processes."""
+    import subprocess
+
+    args = list(sys.argv[1:])
+    for i, arg in enumerate(args):
+        if arg == "--nproc":
+            del args[i:i + 2]
+            break
+        if arg.startswith("--nproc="):
+            del args[i]
+            break
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               f"--nproc-per-node={nproc}", "-m", "seqbench", *args]
+    log.info("launching %d processes: %s", nproc, " ".join(command))
+    code = subprocess.call(command)
+    if code:
+        raise typer.Exit(code)
+
+
 def _run_config(options: dict[str, Any], **extra: dict[str, Any]) -> Any:
     """The RunConfig from `--config` and the command's options (None = not given)."""
     from seqbench.config import load_config
@@ -612,13 +648,15 @@ def _ensure_both_protocols(config: Any) -> None:
             config.eval.protocols.append(name)
 
 
-def _prepare_bench(run_config: Any) -> Any:
+def _prepare_bench(run_config: Any, shard: Any = None) -> Any:
+    from seqbench.engine.distributed import SINGLE
     from seqbench.recipes import prepare_bench
 
     name = run_config.data.dataset
     with console.status(f"Preparing {name} ...") as status:
         context = prepare_bench(run_config, console=console,
-                                step=lambda text: status.update(f"{name}: {text}"))
+                                step=lambda text: status.update(f"{name}: {text}"),
+                                shard=shard or SINGLE)
     ds = context.dataset
     console.print(f"[bold]{name}[/]: {ds.num_users:,} users, {ds.num_items:,} items, "
                   f"{len(ds.items):,} interactions · device {context.device}", highlight=False)

@@ -6,6 +6,7 @@ can be called from Python (and from tests) exactly as the CLI calls it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from seqbench.config import RunConfig
 from seqbench.data.dataset import Dataset
 from seqbench.data.prep import prepare
 from seqbench.engine.batches import NextItemData
+from seqbench.engine.distributed import SINGLE, Shard, barrier, check_supported
 from seqbench.engine.encoder import EncoderShape, count_parameters
 from seqbench.engine.evaluate import Evaluator, MostPopular, TrainStats
 from seqbench.engine.losses import build_loss, parse_filter_eps
@@ -55,29 +57,39 @@ class BenchContext:
     valid: Evaluator
     test: Evaluator
     baseline: dict[str, Any]
+    shard: Shard = SINGLE
 
 
 def prepare_bench(config: RunConfig, *, console: Any = None,
-                  step: Callable[[str], None] | None = None) -> BenchContext:
-    """Validate options, prepare the dataset, and build what every run evaluates with."""
+                  step: Callable[[str], None] | None = None,
+                  shard: Shard = SINGLE) -> BenchContext:
+    """Validate options, prepare the dataset, and build what every run evaluates with.
+
+    Under several processes rank 0 prepares the data first and the others then reuse the
+    cache, and the evaluators split their batches between the ranks."""
     config.validate()
     parse_filter_eps(config.train.filter_eps)
+    check_supported(shard, time_limit=config.train.time_limit_min)
     device = resolve_device(config.train.device)
-    check_runs_dir(Path(config.train.runs_dir))
-    dataset = prepare(config.data, console=console, step=step).dataset
+    if shard.is_main:
+        check_runs_dir(Path(config.train.runs_dir))
+        dataset = prepare(config.data, console=console, step=step).dataset
+    barrier(shard)
+    if not shard.is_main:
+        dataset = prepare(config.data).dataset
     stats = TrainStats.from_dataset(dataset)
     evaluators = {
         split: Evaluator(dataset, split, max_len=config.model.max_len, ks=config.eval.ks,
                          protocols=config.eval.protocols, device=device,
                          exclude_seen=config.eval.exclude_seen,
                          sampled_seed=config.eval.sampled_seed,
-                         batch_size=config.eval.batch_size, stats=stats)
+                         batch_size=config.eval.batch_size, stats=stats, shard=shard)
         for split in ("valid", "test")
     }
     baseline = {"model": "most-popular",
                 "test": evaluators["test"](MostPopular(stats.counts, device))}
     return BenchContext(config, dataset, device, evaluators["valid"], evaluators["test"],
-                        baseline)
+                        baseline, shard)
 
 
 def bench(context: BenchContext, *, losses: list[str], seeds: list[int],
@@ -113,9 +125,17 @@ def train_next_item(context: BenchContext, config: RunConfig, *,
                       negatives=train.negatives, logq=train.logq,
                       filter_eps=parse_filter_eps(train.filter_eps), block_size=train.block_size)
     autocast = torch.bfloat16 if device.type == "cuda" and train.bf16 else None
+    shard = context.shard
+    forward = None
+    if shard.active:  # gradients averaged over ranks; the item table is read outside forward
+        from torch.nn.parallel import DistributedDataParallel
+
+        forward = DistributedDataParallel(model, device_ids=[device.index]
+                                          if device.type == "cuda" else None)
     task = NextItemTask(model, loss, NextItemData.build(dataset, config.model.max_len,
                                                         last_only=train.last_only),
-                        device=device, evaluator=context.valid, autocast_dtype=autocast)
+                        device=device, evaluator=context.valid, autocast_dtype=autocast,
+                        shard=shard, forward=forward)
     optimizer = torch.optim.Adam(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
     model_kind = getattr(model, "kind", type(model).__name__.lower())
     resolved = {
@@ -127,12 +147,20 @@ def train_next_item(context: BenchContext, config: RunConfig, *,
                      "dataset_key": dataset.meta["key"], "dataset_stats": dataset.meta["stats"]},
     }
     log.info("run: %s on %s, loss %s, seed %d", model_kind, dataset.name, loss.backend, train.seed)
+    if shard.active:
+        resolved["resolved"]["processes"] = shard.world
+        if resume_from is not None:
+            raise SeqbenchError("--resume is not supported with several processes yet")
     resume = None if resume_from is None else load_resume_state(resume_from, dataset)
-    recorder = (RunRecorder.reopen(resume_from) if resume_from is not None else
-                RunRecorder.create(Path(train.runs_dir), config=resolved,
-                                   name_parts=[dataset.name, model_kind, train.loss,
-                                               f"s{train.seed}"]))
-    with recorder:
+    recorder: Any = None  # only rank 0 records (and prints)
+    if shard.is_main:
+        recorder = (RunRecorder.reopen(resume_from) if resume_from is not None else
+                    RunRecorder.create(Path(train.runs_dir), config=resolved,
+                                       name_parts=[dataset.name, model_kind, train.loss,
+                                                   f"s{train.seed}"]))
+    else:
+        progress = None
+    with recorder if recorder is not None else contextlib.nullcontext():
         if resume is not None:
             _record_resumed(recorder, resume)
         if progress is not None:
@@ -149,8 +177,8 @@ def train_next_item(context: BenchContext, config: RunConfig, *,
         model.eval()
         test = task.evaluate(context.test)
         summary = {
-            "run_id": recorder.run_id,
-            "path": str(recorder.path),
+            "run_id": recorder.run_id if recorder else None,
+            "path": str(recorder.path) if recorder else None,
             "dataset": dataset.name,
             "model": model_kind,
             "loss": train.loss,
@@ -171,7 +199,8 @@ def train_next_item(context: BenchContext, config: RunConfig, *,
             "test": test,
             "baseline": context.baseline,
         }
-        recorder.finish(summary)
+        if recorder is not None:
+            recorder.finish(summary)
     return summary
 
 

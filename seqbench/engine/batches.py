@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from seqbench.data.dataset import Dataset
+from seqbench.engine.distributed import SINGLE, Shard
 
 
 def pad_left(items: np.ndarray, starts: np.ndarray, ends: np.ndarray, width: int) -> np.ndarray:
@@ -48,12 +49,13 @@ class NextItemData:
     def __len__(self) -> int:
         return len(self.users)
 
-    def batches(self, batch_size: int, generator: torch.Generator
+    def batches(self, batch_size: int, generator: torch.Generator, shard: Shard = SINGLE
                 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """(inputs, targets) in a random order drawn from `generator` (reproducible)."""
+        """(inputs, targets) in a random order drawn from `generator` (reproducible). Under
+        `shard`, every rank draws the same order and takes its share of each batch."""
         order = torch.randperm(len(self), generator=generator).numpy()
         for start in range(0, len(order), batch_size):
-            rows = order[start:start + batch_size]
+            rows = order[start:start + batch_size][shard.rank::shard.world]
             yield torch.from_numpy(self.inputs[rows]), torch.from_numpy(self.targets[rows])
 
 

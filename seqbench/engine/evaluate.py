@@ -24,6 +24,7 @@ import torch
 
 from seqbench.data.dataset import Dataset
 from seqbench.engine.batches import HoldoutData
+from seqbench.engine.distributed import SINGLE, Shard, sum_across
 from seqbench.engine.metrics import summarize, surprisal_weights
 from seqbench.errors import SeqbenchError
 
@@ -126,13 +127,16 @@ class Ranking:
 @torch.no_grad()
 def rank_full(scorer: Scorer, data: HoldoutData, dataset_items: np.ndarray, *, k: int,
               device: torch.device, exclude_seen: bool = True, batch_size: int = 512,
-              block_size: int = 32_768) -> Ranking:
-    """Exact rank of each target among all items, and the top-k lists, block by block."""
+              block_size: int = 32_768, shard: Shard = SINGLE) -> Ranking:
+    """Exact rank of each target among all items, and the top-k lists, block by block.
+    Under `shard`, only this rank's batches are filled (zeros elsewhere)."""
     table = scorer.item_table().float()
     num_items = table.shape[0]
-    ranks = np.empty(len(data), dtype=np.int64)
-    top = np.empty((len(data), k), dtype=np.int64)
-    for start in range(0, len(data), batch_size):
+    ranks = np.zeros(len(data), dtype=np.int64)
+    top = np.zeros((len(data), k), dtype=np.int64)
+    for index, start in enumerate(range(0, len(data), batch_size)):
+        if not shard.mine(index):
+            continue
         rows = np.arange(start, min(start + batch_size, len(data)))
         users = scorer.user_vectors(torch.from_numpy(data.inputs[rows]).to(device)).float()
         targets = torch.from_numpy(data.targets[rows]).to(device)
@@ -165,13 +169,15 @@ def rank_full(scorer: Scorer, data: HoldoutData, dataset_items: np.ndarray, *, k
 
 @torch.no_grad()
 def rank_sampled(scorer: Scorer, data: HoldoutData, negatives: np.ndarray, *, k: int,
-                 device: torch.device, batch_size: int = 512) -> Ranking:
+                 device: torch.device, batch_size: int = 512, shard: Shard = SINGLE) -> Ranking:
     """Rank of each target among itself and its fixed negatives; top-k of those candidates."""
     table = scorer.item_table().float()
-    ranks = np.empty(len(data), dtype=np.int64)
+    ranks = np.zeros(len(data), dtype=np.int64)
     width = negatives.shape[1] + 1
     top = np.zeros((len(data), k), dtype=np.int64)
-    for start in range(0, len(data), batch_size):
+    for index, start in enumerate(range(0, len(data), batch_size)):
+        if not shard.mine(index):
+            continue
         rows = np.arange(start, min(start + batch_size, len(data)))
         users = scorer.user_vectors(torch.from_numpy(data.inputs[rows]).to(device)).float()
         candidates = torch.from_numpy(np.concatenate(
@@ -193,7 +199,7 @@ class Evaluator:
     def __init__(self, dataset: Dataset, split: str, *, max_len: int, ks: list[int],
                  protocols: list[str], device: torch.device, exclude_seen: bool = True,
                  sampled_seed: int = 0, batch_size: int = 512, block_size: int = 32_768,
-                 stats: TrainStats | None = None) -> None:
+                 stats: TrainStats | None = None, shard: Shard = SINGLE) -> None:
         unknown = [p for p in protocols if p not in PROTOCOLS]
         if unknown:
             raise SeqbenchError(f"unknown protocol {unknown[0]!r}; choose from "
@@ -207,6 +213,7 @@ class Evaluator:
         self.batch_size = batch_size
         self.block_size = block_size
         self.stats = stats or TrainStats.from_dataset(dataset)
+        self.shard = shard  # ranks split the batches, then sum: metrics as one process
         self.negatives = (sample_negatives(dataset, self.data.users, sampled_seed)
                           if "sampled-99" in protocols else None)
 
@@ -216,6 +223,7 @@ class Evaluator:
         k = max(self.ks)
         for protocol in self.protocols:
             ranking = self._rank(protocol, scorer, k)
+            ranking = Ranking(*sum_across(self.shard, ranking.ranks, ranking.top))
             results[protocol] = summarize(ranking.ranks, ranking.top, self.ks,
                                           train_items=self.stats.train_items,
                                           weights=self.stats.weights)
@@ -226,8 +234,8 @@ class Evaluator:
         if protocol == "full":
             return rank_full(scorer, self.data, self.dataset.items, k=k, device=self.device,
                              exclude_seen=self.exclude_seen, batch_size=self.batch_size,
-                             block_size=self.block_size)
+                             block_size=self.block_size, shard=self.shard)
         assert self.negatives is not None
         rank = rank_sampled
         return rank(scorer, self.data, self.negatives, k=k, device=self.device,
-                    batch_size=self.batch_size)
+                    batch_size=self.batch_size, shard=self.shard)

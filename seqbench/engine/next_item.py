@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from seqbench.engine.batches import NextItemData
+from seqbench.engine.distributed import SINGLE, Shard
 from seqbench.engine.evaluate import Evaluator
 from seqbench.engine.losses import Loss
 from seqbench.engine.trainer import Metrics
@@ -23,8 +24,11 @@ from seqbench.engine.trainer import Metrics
 class NextItemTask:
     def __init__(self, model: nn.Module, loss: Loss, data: NextItemData, *,
                  device: torch.device, evaluator: Evaluator | None = None,
-                 autocast_dtype: torch.dtype | None = None) -> None:
+                 autocast_dtype: torch.dtype | None = None, shard: Shard = SINGLE,
+                 forward: nn.Module | None = None) -> None:
         self.model = model
+        self.shard = shard
+        self.forward = forward or model  # the DistributedDataParallel wrapper, if any
         self.loss = loss
         self.data = data
         self.device = device
@@ -36,7 +40,7 @@ class NextItemTask:
 
     def batches(self, batch_size: int, generator: torch.Generator
                 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        return self.data.batches(batch_size, generator)
+        return self.data.batches(batch_size, generator, self.shard)
 
     def batch_sequences(self, batch: tuple[torch.Tensor, torch.Tensor]) -> int:
         return int(batch[0].shape[0])
@@ -45,7 +49,7 @@ class NextItemTask:
         inputs, targets = (t.to(self.device, non_blocking=True) for t in batch)
         positions = targets > 0
         with self._autocast():
-            hidden = self.model(inputs)[positions]
+            hidden = self.forward(inputs)[positions]
             seen = None
             if self.loss.uses_seen:
                 window = torch.cat([inputs, targets[:, -1:]], dim=1) - 1  # 0-based, pad = -1

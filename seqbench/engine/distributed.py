@@ -1,0 +1,106 @@
+"""Multi-process training on `torch.distributed`: who am I, and gathering evaluation results.
+
+A run started by `torchrun` (which sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT) trains
+one DistributedDataParallel replica per process: every rank draws the same data order and
+takes its share of each batch, gradients are averaged by DDP, only rank 0 writes the run
+records and prints. Evaluation splits the evaluation batches between ranks and sums the
+per-user results, so the metrics are exactly those of one process evaluating alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from seqbench.errors import SeqbenchError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Shard:
+    """This process's place among `world` processes (rank 0 of 1 when not distributed)."""
+
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.world > 1
+
+    def mine(self, index: int) -> bool:
+        """Whether work item `index` (a batch) is this process's."""
+        return index % self.world == self.rank
+
+
+SINGLE = Shard()
+
+
+def launched_by_torchrun() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def init_from_env(device_name: str) -> tuple[Shard, str]:
+    """Join the process group torchrun describes; the device this rank should use.
+
+    gloo on CPUs (so it runs anywhere), nccl when the ranks train on CUDA devices.
+    """
+    if not launched_by_torchrun():
+        return SINGLE, device_name
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    local_rank = int(os.environ.get("LOCAL_RANK", rank))
+    use_cuda = device_name.startswith("cuda") or (device_name == "auto"
+                                                  and torch.cuda.is_available())
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+        device_name = f"cuda:{local_rank}"
+    else:
+        device_name = "cpu"
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    if rank != 0:  # one voice: the other ranks only report problems
+        logging.getLogger("seqbench").setLevel(logging.WARNING)
+    log.info("distributed: %d processes (%s), this is rank %d", world, dist.get_backend(), rank)
+    return Shard(rank, world), device_name
+
+
+def finish_distributed(shard: Shard) -> None:
+    """Leave the process group once every rank is done (clean exit, no warnings)."""
+    if shard.active and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def barrier(shard: Shard) -> None:
+    if shard.active:
+        dist.barrier()
+
+
+def sum_across(shard: Shard, *arrays: np.ndarray) -> list[np.ndarray]:
+    """Element-wise sums of int64 arrays over ranks (each rank filled its own rows, zeros
+    elsewhere), so every rank ends with the whole result."""
+    if not shard.active:
+        return list(arrays)
+    out = []
+    for array in arrays:
+        tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.int64))
+        if dist.get_backend() == "nccl":
+            tensor = tensor.cuda()
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        out.append(tensor.cpu().numpy())
+    return out
+
+
+def check_supported(shard: Shard, *, time_limit: float | None) -> None:
+    if shard.active and time_limit is not None:
+        raise SeqbenchError("--time-limit is not supported with several processes yet (ranks "
+                            "would stop at different epochs); use --epochs")
