@@ -107,6 +107,30 @@ def test_run_directory_is_complete_after_an_injected_failure(
     assert view.summary is not None and view.summary["status"] == "failed"
 
 
+def test_divergence_keeps_the_last_good_checkpoint(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli) -> None:
+    original = next_item.NextItemTask.step
+    calls = {"n": 0}
+
+    def diverging(self: next_item.NextItemTask, batch: Any) -> dict[str, torch.Tensor]:
+        calls["n"] += 1
+        out = original(self, batch)
+        if calls["n"] == 7:  # 5 batches per epoch: epoch 2, step 2
+            out["loss"] = out["loss"] * float("inf")
+        return out
+
+    monkeypatch.setattr(next_item.NextItemTask, "step", diverging)
+    runs = tmp_path / "runs"
+    result = cli("bench", "--items", "200", "--users", "1200", "--mean-len", "12",
+                 "--data-dir", str(tmp_path / "cache"), "--runs-dir", str(runs),
+                 "--epochs", "3", "--dim", "16", "--layers", "1", "--heads", "1")
+    assert result.code == 1 and "epoch 2, step 2" in result.err
+    [run] = runs.iterdir()
+    last = torch.load(run / "last.pt", weights_only=True)
+    assert last["epoch"] == 1  # the state before the bad step, ready for --resume
+    assert all(torch.isfinite(t).all() for t in last["model"].values())
+
+
 def test_bench_cli_runs_each_loss_and_seed(tmp_path: Path, cli) -> None:
     runs = tmp_path / "runs"
     result = cli("bench", "--loss", "ce,cce", "--seed", "1,2", "--items", "200", "--users",

@@ -37,7 +37,7 @@ import torch
 from seqbench import __version__
 from seqbench.engine.telemetry import usable_cpus
 from seqbench.errors import SeqbenchError
-from seqbench.fsutil import atomic_file, atomic_write_json
+from seqbench.fsutil import atomic_file, atomic_write_json, interrupts_deferred
 from seqbench.runs.read import CONFIG_FILE, EVENTS_FILE, SUMMARY_FILE
 
 log = logging.getLogger(__name__)
@@ -370,7 +370,7 @@ def _claim_run_dir(runs_dir: Path, started: float,
 def _atomic_torch_save(obj: Any, path: Path) -> None:
     """torch.save streamed into `fsutil.atomic_file` (a checkpoint may not fit in memory twice)."""
     try:
-        with atomic_file(path) as f:
+        with interrupts_deferred(), atomic_file(path) as f:  # Ctrl-C waits for the save
             torch.save(obj, f)
     except OSError as exc:
         raise SeqbenchError(f"cannot save checkpoint {path}: {exc.strerror or exc}") from exc
