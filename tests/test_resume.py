@@ -101,10 +101,15 @@ def test_resume_refuses_finished_and_foreign_runs(tmp_path: Path, cli,
 def test_ctrl_c_during_a_checkpoint_write_waits_for_it() -> None:
     from seqbench.fsutil import interrupts_deferred
 
-    finished_block = False
-    with pytest.raises(KeyboardInterrupt), interrupts_deferred():
-        os.kill(os.getpid(), signal.SIGINT)
-        time.sleep(0.05)  # the handler has run by now; nothing was raised in here
-        finished_block = True
-    assert finished_block
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    # as in a terminal (a background job of a non-interactive shell ignores SIGINT)
+    outer = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        finished_block = False
+        with pytest.raises(KeyboardInterrupt), interrupts_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)  # the handler has run by now; nothing was raised in here
+            finished_block = True
+        assert finished_block
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, outer)
