@@ -375,6 +375,11 @@ def pretrain(
     mean_len: MeanLenOpt = None,
     config: ConfigOpt = None,
 ) -> None:
+    from seqbench.engine.distributed import (
+        broadcast_from_main,
+        finish_distributed,
+        init_from_env,
+    )
     from seqbench.recipes import finetune as run_finetune
     from seqbench.recipes import pretrain as run_pretrain
     from seqbench.report.s3rec_tables import account_table, pretrain_table, sweep_table
@@ -393,27 +398,34 @@ def pretrain(
     pre = run_config.pretrain
     ranks = ranks or [pre.rank if pre.lowrank else None]  # None: full-rank
     seeds = seeds or [run_config.train.seed]
+    shard, run_config.train.device = init_from_env(run_config.train.device)
+    console.quiet = not shard.is_main  # under torchrun, one process speaks
     if then_finetune:
         _ensure_both_protocols(run_config)
-        context = _prepare_bench(run_config)
-    else:
+        context = _prepare_bench(run_config, shard)
+    elif shard.is_main:
         _prepare_only(run_config)
     rows = []
     for run_seed in seeds:
         for run_rank in ranks:
             cfg = _with_train(run_config, seed=run_seed)
             with _progress() as progress:
-                summary = run_pretrain(cfg, rank=run_rank, progress=progress)
-                progress.progress.console.print(account_table(summary))
-                progress.progress.console.print(pretrain_table(summary))
+                summary = run_pretrain(cfg, rank=run_rank, shard=shard,
+                                       progress=progress if shard.is_main else None)
+                if shard.is_main:
+                    progress.progress.console.print(account_table(summary))
+                    progress.progress.console.print(pretrain_table(summary))
                 if then_finetune:
+                    checkpoint = broadcast_from_main(shard, summary["checkpoint"])
                     tuned = run_finetune(context, _finetune_config(cfg),
-                                         init_from=Path(summary["checkpoint"]),
-                                         progress=progress)
-                    _print_run(progress, tuned)
+                                         init_from=Path(checkpoint),
+                                         progress=progress if shard.is_main else None)
+                    if shard.is_main:
+                        _print_run(progress, tuned)
                     rows.append((summary, tuned))
-    if then_finetune and len(rows) > 1:
+    if then_finetune and len(rows) > 1 and shard.is_main:
         console.print(sweep_table(rows))
+    finish_distributed(shard)
 
 
 @app.command(
@@ -465,6 +477,7 @@ def finetune(
     mean_len: MeanLenOpt = None,
     config: ConfigOpt = None,
 ) -> None:
+    from seqbench.engine.distributed import finish_distributed, init_from_env
     from seqbench.recipes import finetune as run_finetune
     from seqbench.report.run_table import runs_table
 
@@ -480,10 +493,12 @@ def finetune(
     losses = losses or [run_config.finetune.loss]
     _losses(",".join(losses))
     seeds = seeds or [run_config.train.seed]
+    shard, run_config.train.device = init_from_env(run_config.train.device)
+    console.quiet = not shard.is_main  # under torchrun, one process speaks
     if init_from is None:
         log.warning("no --from: this is plain SASRec (no pretraining), trained with %s",
                     "/".join(losses))
-    context = _prepare_bench(run_config)
+    context = _prepare_bench(run_config, shard)
     if init_from is not None:  # fail fast on a bad checkpoint, before any training
         from seqbench.recipes import _shape, load_pretrained_encoder
 
@@ -493,11 +508,14 @@ def finetune(
         for run_loss in losses:
             for run_seed in seeds:
                 cfg = _with_train(run_config, loss=run_loss, seed=run_seed)
-                summary = run_finetune(context, cfg, init_from=init_from, progress=progress)
-                _print_run(progress, summary)
+                summary = run_finetune(context, cfg, init_from=init_from,
+                                       progress=progress if shard.is_main else None)
+                if shard.is_main:
+                    _print_run(progress, summary)
                 summaries.append(summary)
-    if len(summaries) > 1:
+    if len(summaries) > 1 and shard.is_main:
         console.print(runs_table(summaries))
+    finish_distributed(shard)
 
 
 @app.command(

@@ -212,7 +212,7 @@ PRETRAIN_KIND = "s3rec-pretrain"
 
 def pretrain(config: RunConfig, *, rank: int | None = None, console: Any = None,
              step: Callable[[str], None] | None = None, progress: ProgressSink | None = None,
-             resume_from: Path | None = None) -> dict[str, Any]:
+             resume_from: Path | None = None, shard: Shard = SINGLE) -> dict[str, Any]:
     """One recorded S3Rec pretraining run; a `rank` makes it low-rank with that rank.
     With `resume_from` (a pretraining run directory) it continues that run."""
     from seqbench.engine.params import parameter_account
@@ -232,9 +232,16 @@ def pretrain(config: RunConfig, *, rank: int | None = None, console: Any = None,
     config = dataclasses.replace(config, pretrain=pre)
     config.validate()
     train = config.train
+    check_supported(shard, time_limit=train.time_limit_min)
+    if shard.active and resume_from is not None:
+        raise SeqbenchError("--resume is not supported with several processes yet")
     device = resolve_device(train.device)
-    check_runs_dir(Path(train.runs_dir))
-    dataset = prepare(config.data, console=console, step=step).dataset
+    if shard.is_main:
+        check_runs_dir(Path(train.runs_dir))
+        dataset = prepare(config.data, console=console, step=step).dataset
+    barrier(shard)
+    if not shard.is_main:
+        dataset = prepare(config.data).dataset
     needing = tasks_needing_attributes(pre.weights)
     if needing and not (dataset.has_attributes and dataset.num_attributes > 0):
         names = " and ".join(t.upper() for t in needing)
@@ -249,8 +256,16 @@ def pretrain(config: RunConfig, *, rank: int | None = None, console: Any = None,
     account = parameter_account(model)
     attributes = AttributeIndex(dataset, device) if needing else None
     autocast = torch.bfloat16 if device.type == "cuda" and train.bf16 else None
+    forward = None
+    if shard.active:  # SP's head sits idle in a batch without segments: allow unused ones
+        from torch.nn.parallel import DistributedDataParallel
+
+        forward = DistributedDataParallel(model, find_unused_parameters=True,
+                                          device_ids=[device.index]
+                                          if device.type == "cuda" else None)
     task = PretrainTask(model, PretrainData.build(dataset, shape.max_len), attributes,
-                        mask_prob=pre.mask_prob, device=device, autocast_dtype=autocast)
+                        mask_prob=pre.mask_prob, device=device, autocast_dtype=autocast,
+                        shard=shard, forward=forward)
     optimizer = torch.optim.Adam(model.parameters(), lr=pre.lr, weight_decay=train.weight_decay)
     variant = f"r{heads.rank}" if heads.rank else "full"
     resolved = {
@@ -265,12 +280,18 @@ def pretrain(config: RunConfig, *, rank: int | None = None, console: Any = None,
     }
     log.info("pretrain: S3Rec (%s) on %s, tasks %s", variant, dataset.name,
              ", ".join(heads.tasks))
+    if shard.active:
+        resolved["resolved"]["processes"] = shard.world
     resume = None if resume_from is None else load_resume_state(resume_from, dataset)
-    recorder = (RunRecorder.reopen(resume_from) if resume_from is not None else
-                RunRecorder.create(Path(train.runs_dir), config=resolved,
-                                   name_parts=[dataset.name, PRETRAIN_KIND, variant,
-                                               f"s{train.seed}"]))
-    with recorder:
+    recorder: Any = None  # only rank 0 records (and prints)
+    if shard.is_main:
+        recorder = (RunRecorder.reopen(resume_from) if resume_from is not None else
+                    RunRecorder.create(Path(train.runs_dir), config=resolved,
+                                       name_parts=[dataset.name, PRETRAIN_KIND, variant,
+                                                   f"s{train.seed}"]))
+    else:
+        progress = None
+    with recorder if recorder is not None else contextlib.nullcontext():
         if resume is not None:
             _record_resumed(recorder, resume)
         if progress is not None:
@@ -287,8 +308,8 @@ def pretrain(config: RunConfig, *, rank: int | None = None, console: Any = None,
                       recorder=recorder, progress=progress, checkpoint_meta=meta).fit(resume)
         last = fit.epochs[-1]
         summary = {
-            "run_id": recorder.run_id,
-            "path": str(recorder.path),
+            "run_id": recorder.run_id if recorder else None,
+            "path": str(recorder.path) if recorder else None,
             "dataset": dataset.name,
             "model": PRETRAIN_KIND,
             "variant": variant,
@@ -299,7 +320,7 @@ def pretrain(config: RunConfig, *, rank: int | None = None, console: Any = None,
             "final_losses": last.losses,
             "epochs_run": len(fit.epochs),
             "stop_reason": fit.stop_reason,
-            "checkpoint": str(recorder.path / f"epoch-{last.epoch}.pt"),
+            "checkpoint": str(recorder.path / f"epoch-{last.epoch}.pt") if recorder else None,
             "mean_epoch_seconds": fit.mean_epoch_seconds,
             "peak_memory_bytes": fit.peak_memory_bytes,
             "memory_kind": fit.memory_kind,
@@ -308,7 +329,8 @@ def pretrain(config: RunConfig, *, rank: int | None = None, console: Any = None,
             "parameters": account.total,
             "parameter_account": account.to_dict(),
         }
-        recorder.finish(summary)
+        if recorder is not None:
+            recorder.finish(summary)
     return summary
 
 

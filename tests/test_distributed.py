@@ -48,3 +48,21 @@ def test_two_process_training_writes_one_run_and_evaluates_exactly(tmp_path: Pat
     with torch.no_grad():
         alone = context.test(model)
     assert alone == summary["test"]
+
+
+def test_two_process_pretraining_and_finetuning_record_once_each(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               "--nproc-per-node=2", "-m", "seqbench", "pretrain", "--items", "200",
+               "--users", "800", "--mean-len", "12", "--dim", "32", "--layers", "1", "--heads",
+               "1", "--max-len", "20", "--epochs", "2", "--lowrank", "--rank", "4",
+               "--finetune", "--runs-dir", str(runs)]
+    env = {**os.environ, "SEQBENCH_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summaries = {json.loads((run / "config.json").read_text())["resolved"]["model"]:
+                 json.loads((run / "summary.json").read_text()) for run in runs.iterdir()}
+    assert set(summaries) == {"s3rec-pretrain", "s3rec"}  # one run each, from rank 0
+    pre = summaries["s3rec-pretrain"]
+    assert pre["final_losses"]["loss"] < pre["first_losses"]["loss"]
+    assert summaries["s3rec"]["test"]["sampled-99"]["NDCG@10"] > 0

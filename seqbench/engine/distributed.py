@@ -80,6 +80,15 @@ def finish_distributed(shard: Shard) -> None:
         dist.destroy_process_group()
 
 
+def broadcast_from_main(shard: Shard, value: object) -> object:
+    """Rank 0's `value` on every rank (e.g. the path of a checkpoint only rank 0 wrote)."""
+    if not shard.active:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 def barrier(shard: Shard) -> None:
     if shard.active:
         dist.barrier()

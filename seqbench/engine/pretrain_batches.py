@@ -21,6 +21,7 @@ import torch
 
 from seqbench.data.dataset import Dataset
 from seqbench.engine.batches import pad_left
+from seqbench.engine.distributed import SINGLE, Shard
 from seqbench.engine.losses.sampled import draw_excluding
 
 #: Batches per length-sorted pool: big enough to make batches of similar lengths, small enough
@@ -136,10 +137,15 @@ def make_batch(items: torch.Tensor, *, num_items: int, mask_prob: float,
 
 
 def iterate_batches(data: PretrainData, batch_size: int, generator: torch.Generator, *,
-                    mask_prob: float, device: torch.device) -> Iterator[PretrainBatch]:
+                    mask_prob: float, device: torch.device, shard: Shard = SINGLE
+                    ) -> Iterator[PretrainBatch]:
+    """This epoch's batches; under `shard` every rank takes its share of each batch."""
     long_sequence = data.long_sequence.to(device)
     for rows in data.batch_rows(batch_size, generator):
-        items = data.padded(rows).to(device, non_blocking=True)
+        mine = rows[shard.rank::shard.world]
+        if len(mine) == 0:  # a last batch smaller than the number of ranks
+            mine = rows[:1]
+        items = data.padded(mine).to(device, non_blocking=True)
         yield make_batch(items, num_items=data.num_items, mask_prob=mask_prob,
                          long_sequence=long_sequence)
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from seqbench.engine.distributed import SINGLE, Shard
 from seqbench.engine.pretrain_batches import PretrainBatch, PretrainData, iterate_batches
 from seqbench.engine.s3rec import AttributeIndex, S3RecPretrainer
 from seqbench.engine.trainer import Metrics
@@ -20,8 +21,11 @@ from seqbench.engine.trainer import Metrics
 class PretrainTask:
     def __init__(self, model: S3RecPretrainer, data: PretrainData,
                  attributes: AttributeIndex | None, *, mask_prob: float, device: torch.device,
-                 autocast_dtype: torch.dtype | None = None) -> None:
+                 autocast_dtype: torch.dtype | None = None, shard: Shard = SINGLE,
+                 forward: torch.nn.Module | None = None) -> None:
         self.model = model
+        self.shard = shard
+        self.forward = forward or model  # the DistributedDataParallel wrapper, if any
         self.data = data
         self.attributes = attributes
         self.mask_prob = mask_prob
@@ -33,14 +37,14 @@ class PretrainTask:
 
     def batches(self, batch_size: int, generator: torch.Generator) -> Iterator[PretrainBatch]:
         return iterate_batches(self.data, batch_size, generator, mask_prob=self.mask_prob,
-                               device=self.device)
+                               device=self.device, shard=self.shard)
 
     def batch_sequences(self, batch: PretrainBatch) -> int:
         return int(batch.items.shape[0])
 
     def step(self, batch: PretrainBatch) -> dict[str, torch.Tensor]:
         with self._autocast():
-            return self.model(batch, self.attributes)
+            return self.forward(batch, self.attributes)
 
     def validate(self) -> Metrics | None:
         return None
