@@ -20,7 +20,7 @@ from seqbench.config import RunConfig
 from seqbench.data.dataset import Dataset
 from seqbench.data.prep import prepare
 from seqbench.engine.batches import NextItemData
-from seqbench.engine.distributed import SINGLE, Shard, barrier, check_supported
+from seqbench.engine.distributed import SINGLE, Shard, any_rank, barrier
 from seqbench.engine.encoder import EncoderShape, count_parameters
 from seqbench.engine.evaluate import Evaluator, MostPopular, TrainStats
 from seqbench.engine.losses import build_loss, parse_filter_eps
@@ -69,7 +69,6 @@ def prepare_bench(config: RunConfig, *, console: Any = None,
     cache, and the evaluators split their batches between the ranks."""
     config.validate()
     parse_filter_eps(config.train.filter_eps)
-    check_supported(shard, time_limit=config.train.time_limit_min)
     device = resolve_device(config.train.device)
     if shard.is_main:
         check_runs_dir(Path(config.train.runs_dir))
@@ -169,7 +168,8 @@ def train_next_item(context: BenchContext, config: RunConfig, *,
                             patience=train.patience,
                             monitor=(config.eval.protocols[0], config.eval.monitor),
                             max_batches=train.max_batches,
-                            time_limit_s=_seconds(train.time_limit_min))
+                            time_limit_s=_seconds(train.time_limit_min),
+                            agree=_agreement(shard))
         fit = Trainer(task, optimizer, schedule, device=device, generator=generator,
                       recorder=recorder, progress=progress,
                       checkpoint_meta={"kind": model_kind, "shape": dataclasses.asdict(shape),
@@ -232,7 +232,6 @@ def pretrain(config: RunConfig, *, rank: int | None = None, console: Any = None,
     config = dataclasses.replace(config, pretrain=pre)
     config.validate()
     train = config.train
-    check_supported(shard, time_limit=train.time_limit_min)
     if shard.active and resume_from is not None:
         raise SeqbenchError("--resume is not supported with several processes yet")
     device = resolve_device(train.device)
@@ -299,7 +298,8 @@ def pretrain(config: RunConfig, *, rank: int | None = None, console: Any = None,
         schedule = Schedule(epochs=pre.epochs, batch_size=pre.batch_size,
                             max_batches=train.max_batches,
                             checkpoint_every=pre.checkpoint_every,
-                            time_limit_s=_seconds(train.time_limit_min))
+                            time_limit_s=_seconds(train.time_limit_min),
+                            agree=_agreement(shard))
         meta = {"kind": PRETRAIN_KIND, "shape": dataclasses.asdict(shape),
                 "dataset_key": dataset.meta["key"], "dataset": dataset.name,
                 "num_attributes": dataset.num_attributes, "rank": heads.rank,
@@ -414,6 +414,11 @@ def _shape(config: RunConfig, dataset: Dataset) -> EncoderShape:
     model = config.model
     return EncoderShape(num_items=dataset.num_items, max_len=model.max_len, dim=model.dim,
                         layers=model.layers, heads=model.heads, dropout=model.dropout)
+
+
+def _agreement(shard: Shard) -> Callable[[bool], bool] | None:
+    """How ranks agree on stopping (None in a single process)."""
+    return (lambda flag: any_rank(shard, flag)) if shard.active else None
 
 
 def _seconds(minutes: float | None) -> float | None:

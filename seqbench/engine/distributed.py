@@ -17,8 +17,6 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from seqbench.errors import SeqbenchError
-
 log = logging.getLogger(__name__)
 
 
@@ -109,7 +107,10 @@ def sum_across(shard: Shard, *arrays: np.ndarray) -> list[np.ndarray]:
     return out
 
 
-def check_supported(shard: Shard, *, time_limit: float | None) -> None:
-    if shard.active and time_limit is not None:
-        raise SeqbenchError("--time-limit is not supported with several processes yet (ranks "
-                            "would stop at different epochs); use --epochs")
+def any_rank(shard: Shard, flag: bool) -> bool:
+    """True on every rank if it is True on any (e.g. "the time limit has passed")."""
+    if not shard.active:
+        return flag
+    tensor = torch.tensor([int(flag)], device="cuda" if dist.get_backend() == "nccl" else "cpu")
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return bool(tensor.item())

@@ -14,7 +14,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -146,6 +146,9 @@ class Schedule:
     monitor: tuple[str, str] = ("full", "NDCG@10")
     max_batches: int | None = None
     time_limit_s: float | None = None  # checked after each epoch: a started epoch finishes
+    #: under several processes: True on every rank when any rank says True (clocks differ,
+    #: and all ranks must stop after the same epoch)
+    agree: Callable[[bool], bool] | None = None
     checkpoint_every: int = 0  # tasks without validation: also checkpoint every N epochs
 
 
@@ -223,8 +226,10 @@ class Trainer:
                 log.info("early stop after epoch %d: no better %s for %d epochs", epoch,
                          "/".join(schedule.monitor), schedule.patience)
                 break
-            if (schedule.time_limit_s is not None and elapsed >= schedule.time_limit_s
-                    and epoch < schedule.epochs):
+            over_time = schedule.time_limit_s is not None and elapsed >= schedule.time_limit_s
+            if schedule.agree is not None and schedule.time_limit_s is not None:
+                over_time = schedule.agree(over_time)
+            if over_time and epoch < schedule.epochs:
                 result.stopped_early, result.stop_reason = True, "time-limit"
                 log.warning("time limit reached after epoch %d (%.0f s): stopping with the best "
                             "epoch so far (%d)", epoch, elapsed, result.best_epoch)
