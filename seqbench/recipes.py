@@ -455,7 +455,10 @@ def resume_run(run_dir: Path, *, expected: str | None = None, console: Any = Non
     if view.status == "finished":
         raise SeqbenchError(f"{run_dir}: this run finished; there is nothing to resume")
     if view.status == "running":
-        raise SeqbenchError(f"{run_dir}: this run is still being written by another process")
+        env = view.environment
+        raise SeqbenchError(f"{run_dir}: this run is still being written (process "
+                            f"{env.get('pid', '?')} on {env.get('hostname', '?')}); stop it "
+                            f"first, or resume it on the machine that ran it")
     config = config_from_record(recorded, run_dir)
     if command == "pretrain":
         return pretrain(config, rank=config.pretrain.rank if config.pretrain.lowrank else None,
