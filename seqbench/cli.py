@@ -338,6 +338,10 @@ def pretrain(
         panel=S3REC, help="Weight of MAP (default 1.0).")] = None,
     sp_weight: Annotated[float | None, _opt(
         panel=S3REC, help="Weight of SP (default 0.5).")] = None,
+    mask_last: Annotated[bool | None, _opt(
+        "--mask-last/--no-mask-last", panel=S3REC,
+        help="Always mask the last item of each prefix, as the original does (default); "
+        "without it the last item is masked with --mask-prob like the others.")] = None,
     mask_prob: Annotated[float | None, _opt(
         panel=S3REC, help="Probability of masking each position (default 0.2).")] = None,
     pre_epochs: Annotated[int | None, _opt(
@@ -393,7 +397,8 @@ def pretrain(
     run_config = _run_config(options, pretrain={
         "lowrank": True if ranks else lowrank, "lowrank_heads": lowrank_heads,
         "aap": aap_weight, "mip": mip_weight, "map": map_weight, "sp": sp_weight,
-        "mask_prob": mask_prob, "epochs": pre_epochs, "batch_size": pre_batch_size,
+        "mask_prob": mask_prob, "mask_last": mask_last, "epochs": pre_epochs,
+        "batch_size": pre_batch_size,
         "lr": pre_lr, "checkpoint_every": checkpoint_every})
     pre = run_config.pretrain
     ranks = ranks or [pre.rank if pre.lowrank else None]  # None: full-rank

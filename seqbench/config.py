@@ -157,6 +157,7 @@ class PretrainConfig:
     batch_size: int = 100
     lr: float = 1e-3
     mask_prob: float = 0.2
+    mask_last: bool = True  # as the original; False: the last item is masked like the others
     aap: float = 0.2
     mip: float = 1.0
     map: float = 1.0

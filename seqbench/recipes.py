@@ -263,7 +263,8 @@ def pretrain(config: RunConfig, *, rank: int | None = None, console: Any = None,
                                           device_ids=[device.index]
                                           if device.type == "cuda" else None)
     task = PretrainTask(model, PretrainData.build(dataset, shape.max_len), attributes,
-                        mask_prob=pre.mask_prob, device=device, autocast_dtype=autocast,
+                        mask_prob=pre.mask_prob, mask_last=pre.mask_last, device=device,
+                        autocast_dtype=autocast,
                         shard=shard, forward=forward)
     optimizer = torch.optim.Adam(model.parameters(), lr=pre.lr, weight_decay=train.weight_decay)
     variant = f"r{heads.rank}" if heads.rank else "full"

@@ -235,3 +235,12 @@ def test_sp_is_zero_when_no_prefix_is_long_enough(tmp_path: Path) -> None:
     assert batch.segment_rows.numel() == 0
     losses = model(batch, attributes)
     assert losses["sp"].item() == 0.0 and math.isfinite(losses["loss"].item())
+
+
+def test_last_position_masked_only_by_chance_without_mask_last() -> None:
+    torch.manual_seed(0)
+    items = torch.randint(1, NUM_ITEMS + 1, (4000, 6))
+    batch = make_batch(items, num_items=NUM_ITEMS, mask_prob=0.2, long_sequence=LONG,
+                       mask_last=False)
+    rate = batch.is_masked[:, -1].float().mean().item()
+    assert abs(rate - 0.2) < 0.02

@@ -90,7 +90,7 @@ class PretrainData:
 
 
 def make_batch(items: torch.Tensor, *, num_items: int, mask_prob: float,
-               long_sequence: torch.Tensor) -> PretrainBatch:
+               long_sequence: torch.Tensor, mask_last: bool = True) -> PretrainBatch:
     """Masks, MIP negatives and segments for right-aligned prefixes `items` [B, W] (on their
     device, from the torch global RNG so a seed repeats a run)."""
     device = items.device
@@ -100,7 +100,8 @@ def make_batch(items: torch.Tensor, *, num_items: int, mask_prob: float,
     lengths = real.sum(1)
 
     is_masked = (torch.rand(items.shape, device=device) < mask_prob) & real
-    is_masked[:, -1] = True  # every prefix is right-aligned: the last position is real
+    if mask_last:  # the original always masks the last item (a right-aligned prefix's last)
+        is_masked[:, -1] = True
     masked = torch.where(is_masked, torch.full_like(items, mask_id), items)
 
     # MIP: one negative per masked position, uniform over the items not in that prefix
@@ -137,8 +138,8 @@ def make_batch(items: torch.Tensor, *, num_items: int, mask_prob: float,
 
 
 def iterate_batches(data: PretrainData, batch_size: int, generator: torch.Generator, *,
-                    mask_prob: float, device: torch.device, shard: Shard = SINGLE
-                    ) -> Iterator[PretrainBatch]:
+                    mask_prob: float, device: torch.device, shard: Shard = SINGLE,
+                    mask_last: bool = True) -> Iterator[PretrainBatch]:
     """This epoch's batches; under `shard` every rank takes its share of each batch."""
     long_sequence = data.long_sequence.to(device)
     for rows in data.batch_rows(batch_size, generator):
@@ -147,6 +148,7 @@ def iterate_batches(data: PretrainData, batch_size: int, generator: torch.Genera
             mine = rows[:1]
         items = data.padded(mine).to(device, non_blocking=True)
         yield make_batch(items, num_items=data.num_items, mask_prob=mask_prob,
+                         mask_last=mask_last,
                          long_sequence=long_sequence)
 
 

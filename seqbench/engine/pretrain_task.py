@@ -22,7 +22,8 @@ class PretrainTask:
     def __init__(self, model: S3RecPretrainer, data: PretrainData,
                  attributes: AttributeIndex | None, *, mask_prob: float, device: torch.device,
                  autocast_dtype: torch.dtype | None = None, shard: Shard = SINGLE,
-                 forward: torch.nn.Module | None = None) -> None:
+                 forward: torch.nn.Module | None = None, mask_last: bool = True) -> None:
+        self.mask_last = mask_last
         self.model = model
         self.shard = shard
         self.forward = forward or model  # the DistributedDataParallel wrapper, if any
@@ -37,7 +38,7 @@ class PretrainTask:
 
     def batches(self, batch_size: int, generator: torch.Generator) -> Iterator[PretrainBatch]:
         return iterate_batches(self.data, batch_size, generator, mask_prob=self.mask_prob,
-                               device=self.device, shard=self.shard)
+                               device=self.device, shard=self.shard, mask_last=self.mask_last)
 
     def batch_sequences(self, batch: PretrainBatch) -> int:
         return int(batch.items.shape[0])
