@@ -280,7 +280,6 @@ def bench(
 ) -> None:
     from seqbench.engine.distributed import (
         finish_distributed,
-        init_from_env,
         launched_by_torchrun,
     )
     from seqbench.recipes import bench as run_bench
@@ -299,8 +298,7 @@ def bench(
     losses = losses or [run_config.train.loss]
     _losses(",".join(losses))
     seeds = seeds or [run_config.train.seed]
-    shard, run_config.train.device = init_from_env(run_config.train.device)
-    console.quiet = not shard.is_main  # one process speaks
+    shard = _join_processes(run_config)
     context = _prepare_bench(run_config, shard)
     with _progress() as progress:
         summaries = run_bench(context, losses=losses, seeds=seeds,
@@ -382,7 +380,6 @@ def pretrain(
     from seqbench.engine.distributed import (
         broadcast_from_main,
         finish_distributed,
-        init_from_env,
     )
     from seqbench.recipes import finetune as run_finetune
     from seqbench.recipes import pretrain as run_pretrain
@@ -403,8 +400,7 @@ def pretrain(
     pre = run_config.pretrain
     ranks = ranks or [pre.rank if pre.lowrank else None]  # None: full-rank
     seeds = seeds or [run_config.train.seed]
-    shard, run_config.train.device = init_from_env(run_config.train.device)
-    console.quiet = not shard.is_main  # under torchrun, one process speaks
+    shard = _join_processes(run_config)
     if then_finetune:
         _ensure_both_protocols(run_config)
         context = _prepare_bench(run_config, shard)
@@ -482,7 +478,7 @@ def finetune(
     mean_len: MeanLenOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    from seqbench.engine.distributed import finish_distributed, init_from_env
+    from seqbench.engine.distributed import finish_distributed
     from seqbench.recipes import finetune as run_finetune
     from seqbench.report.run_table import runs_table
 
@@ -498,8 +494,7 @@ def finetune(
     losses = losses or [run_config.finetune.loss]
     _losses(",".join(losses))
     seeds = seeds or [run_config.train.seed]
-    shard, run_config.train.device = init_from_env(run_config.train.device)
-    console.quiet = not shard.is_main  # under torchrun, one process speaks
+    shard = _join_processes(run_config)
     if init_from is None:
         log.warning("no --from: this is plain SASRec (no pretraining), trained with %s",
                     "/".join(losses))
@@ -594,6 +589,16 @@ def _resume(run_dir: Path, command: str) -> None:
             from seqbench.report.s3rec_tables import pretrain_table
 
             progress.progress.console.print(pretrain_table(summary))
+
+
+def _join_processes(run_config: Any) -> Any:
+    """Under torchrun: join the process group, take this rank's device, and let only rank 0
+    print. A single process gets the trivial shard."""
+    from seqbench.engine.distributed import init_from_env
+
+    shard, run_config.train.device = init_from_env(run_config.train.device)
+    console.quiet = not shard.is_main
+    return shard
 
 
 def _launch_torchrun(nproc: int) -> None:

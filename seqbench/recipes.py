@@ -20,7 +20,7 @@ from seqbench.config import RunConfig
 from seqbench.data.dataset import Dataset
 from seqbench.data.prep import prepare
 from seqbench.engine.batches import NextItemData
-from seqbench.engine.distributed import SINGLE, Shard, any_rank, barrier
+from seqbench.engine.distributed import SINGLE, Shard, any_rank, barrier, wrap_ddp
 from seqbench.engine.encoder import EncoderShape, count_parameters
 from seqbench.engine.evaluate import Evaluator, MostPopular, TrainStats
 from seqbench.engine.losses import build_loss, parse_filter_eps
@@ -72,10 +72,7 @@ def prepare_bench(config: RunConfig, *, console: Any = None,
     device = resolve_device(config.train.device)
     if shard.is_main:
         check_runs_dir(Path(config.train.runs_dir))
-        dataset = prepare(config.data, console=console, step=step).dataset
-    barrier(shard)
-    if not shard.is_main:
-        dataset = prepare(config.data).dataset
+    dataset = _prepare_dataset(config, shard, console=console, step=step)
     stats = TrainStats.from_dataset(dataset)
     evaluators = {
         split: Evaluator(dataset, split, max_len=config.model.max_len, ks=config.eval.ks,
@@ -125,12 +122,9 @@ def train_next_item(context: BenchContext, config: RunConfig, *,
                       filter_eps=parse_filter_eps(train.filter_eps), block_size=train.block_size)
     autocast = torch.bfloat16 if device.type == "cuda" and train.bf16 else None
     shard = context.shard
-    forward = None
-    if shard.active:  # gradients averaged over ranks; the item table is read outside forward
-        from torch.nn.parallel import DistributedDataParallel
-
-        forward = DistributedDataParallel(model, device_ids=[device.index]
-                                          if device.type == "cuda" else None)
+    # under several processes: gradients averaged over ranks (the item table is read outside
+    # forward, which DDP handles: its hooks fire once a parameter's gradient is complete)
+    forward = wrap_ddp(model, device, shard)
     task = NextItemTask(model, loss, NextItemData.build(dataset, config.model.max_len,
                                                         last_only=train.last_only),
                         device=device, evaluator=context.valid, autocast_dtype=autocast,
@@ -151,17 +145,10 @@ def train_next_item(context: BenchContext, config: RunConfig, *,
         if resume_from is not None:
             raise SeqbenchError("--resume is not supported with several processes yet")
     resume = None if resume_from is None else load_resume_state(resume_from, dataset)
-    recorder: Any = None  # only rank 0 records (and prints)
-    if shard.is_main:
-        recorder = (RunRecorder.reopen(resume_from) if resume_from is not None else
-                    RunRecorder.create(Path(train.runs_dir), config=resolved,
-                                       name_parts=[dataset.name, model_kind, train.loss,
-                                                   f"s{train.seed}"]))
-    else:
-        progress = None
+    recorder = _open_recorder(shard, resume, resume_from, Path(train.runs_dir), resolved,
+                              [dataset.name, model_kind, train.loss, f"s{train.seed}"])
+    progress = progress if shard.is_main else None
     with recorder if recorder is not None else contextlib.nullcontext():
-        if resume is not None:
-            _record_resumed(recorder, resume)
         if progress is not None:
             progress.start_run(f"{loss.backend} seed {train.seed}", train.epochs)
         schedule = Schedule(epochs=train.epochs, batch_size=train.batch_size,
@@ -237,10 +224,7 @@ def pretrain(config: RunConfig, *, rank: int | None = None, console: Any = None,
     device = resolve_device(train.device)
     if shard.is_main:
         check_runs_dir(Path(train.runs_dir))
-        dataset = prepare(config.data, console=console, step=step).dataset
-    barrier(shard)
-    if not shard.is_main:
-        dataset = prepare(config.data).dataset
+    dataset = _prepare_dataset(config, shard, console=console, step=step)
     needing = tasks_needing_attributes(pre.weights)
     if needing and not (dataset.has_attributes and dataset.num_attributes > 0):
         names = " and ".join(t.upper() for t in needing)
@@ -255,13 +239,8 @@ def pretrain(config: RunConfig, *, rank: int | None = None, console: Any = None,
     account = parameter_account(model)
     attributes = AttributeIndex(dataset, device) if needing else None
     autocast = torch.bfloat16 if device.type == "cuda" and train.bf16 else None
-    forward = None
-    if shard.active:  # SP's head sits idle in a batch without segments: allow unused ones
-        from torch.nn.parallel import DistributedDataParallel
-
-        forward = DistributedDataParallel(model, find_unused_parameters=True,
-                                          device_ids=[device.index]
-                                          if device.type == "cuda" else None)
+    # SP's head sits idle in a batch without segments: allow unused parameters
+    forward = wrap_ddp(model, device, shard, find_unused_parameters=True)
     task = PretrainTask(model, PretrainData.build(dataset, shape.max_len), attributes,
                         mask_prob=pre.mask_prob, mask_last=pre.mask_last, device=device,
                         autocast_dtype=autocast,
@@ -283,17 +262,10 @@ def pretrain(config: RunConfig, *, rank: int | None = None, console: Any = None,
     if shard.active:
         resolved["resolved"]["processes"] = shard.world
     resume = None if resume_from is None else load_resume_state(resume_from, dataset)
-    recorder: Any = None  # only rank 0 records (and prints)
-    if shard.is_main:
-        recorder = (RunRecorder.reopen(resume_from) if resume_from is not None else
-                    RunRecorder.create(Path(train.runs_dir), config=resolved,
-                                       name_parts=[dataset.name, PRETRAIN_KIND, variant,
-                                                   f"s{train.seed}"]))
-    else:
-        progress = None
+    recorder = _open_recorder(shard, resume, resume_from, Path(train.runs_dir), resolved,
+                              [dataset.name, PRETRAIN_KIND, variant, f"s{train.seed}"])
+    progress = progress if shard.is_main else None
     with recorder if recorder is not None else contextlib.nullcontext():
-        if resume is not None:
-            _record_resumed(recorder, resume)
         if progress is not None:
             progress.start_run(f"pretrain {variant} seed {train.seed}", pre.epochs)
         schedule = Schedule(epochs=pre.epochs, batch_size=pre.batch_size,
@@ -415,6 +387,33 @@ def _shape(config: RunConfig, dataset: Dataset) -> EncoderShape:
     model = config.model
     return EncoderShape(num_items=dataset.num_items, max_len=model.max_len, dim=model.dim,
                         layers=model.layers, heads=model.heads, dropout=model.dropout)
+
+
+def _prepare_dataset(config: RunConfig, shard: Shard, *, console: Any,
+                     step: Callable[[str], None] | None) -> Dataset:
+    """The prepared dataset; under several processes rank 0 builds it and the others then
+    read the cache (so no two processes build the same entry)."""
+    if shard.is_main:
+        dataset = prepare(config.data, console=console, step=step).dataset
+    barrier(shard)
+    if not shard.is_main:
+        dataset = prepare(config.data).dataset
+    return dataset
+
+
+def _open_recorder(shard: Shard, resume: dict[str, Any] | None, resume_from: Path | None,
+                   runs_dir: Path, config: dict[str, Any], name_parts: list[str]
+                   ) -> RunRecorder | None:
+    """The run's recorder on rank 0 (None elsewhere): a new run directory, or the one being
+    resumed (with its "resumed" event)."""
+    if not shard.is_main:
+        return None
+    if resume_from is None:
+        return RunRecorder.create(runs_dir, config=config, name_parts=name_parts)
+    recorder = RunRecorder.reopen(resume_from)
+    if resume is not None:
+        _record_resumed(recorder, resume)
+    return recorder
 
 
 def _agreement(shard: Shard) -> Callable[[bool], bool] | None:

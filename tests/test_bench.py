@@ -28,6 +28,22 @@ def config(tmp_path: Path, **train: Any) -> RunConfig:
     })
 
 
+def diverge_from(monkeypatch: pytest.MonkeyPatch, call: int, factor: float, *,
+                 once: bool = False) -> None:
+    """Make the training loss non-finite at the `call`-th step (and after, unless `once`)."""
+    original = next_item.NextItemTask.step
+    calls = {"n": 0}
+
+    def diverging(self: next_item.NextItemTask, batch: Any) -> dict[str, torch.Tensor]:
+        calls["n"] += 1
+        out = original(self, batch)
+        if calls["n"] == call or (not once and calls["n"] > call):
+            out["loss"] = out["loss"] * factor
+        return out
+
+    monkeypatch.setattr(next_item.NextItemTask, "step", diverging)
+
+
 @pytest.mark.parametrize("loss", ["ce", "cce", "bce", "sampled"])
 def test_every_loss_clearly_beats_most_popular(tmp_path: Path, loss: str) -> None:
     context = prepare_bench(config(tmp_path))
@@ -81,17 +97,7 @@ def test_run_directory_is_complete_after_success(tmp_path: Path) -> None:
 
 def test_run_directory_is_complete_after_an_injected_failure(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli) -> None:
-    original = next_item.NextItemTask.step
-    calls = {"n": 0}
-
-    def diverging(self: next_item.NextItemTask, batch: Any) -> dict[str, torch.Tensor]:
-        calls["n"] += 1
-        out = original(self, batch)
-        if calls["n"] >= 3:
-            out["loss"] = out["loss"] * float("nan")
-        return out
-
-    monkeypatch.setattr(next_item.NextItemTask, "step", diverging)
+    diverge_from(monkeypatch, 3, float("nan"))
     runs = tmp_path / "runs"
     result = cli("bench", "--items", "200", "--users", "1200", "--mean-len", "12",
                  "--data-dir", str(tmp_path / "cache"), "--runs-dir", str(runs),
@@ -109,17 +115,7 @@ def test_run_directory_is_complete_after_an_injected_failure(
 
 def test_divergence_keeps_the_last_good_checkpoint(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli) -> None:
-    original = next_item.NextItemTask.step
-    calls = {"n": 0}
-
-    def diverging(self: next_item.NextItemTask, batch: Any) -> dict[str, torch.Tensor]:
-        calls["n"] += 1
-        out = original(self, batch)
-        if calls["n"] == 7:  # 5 batches per epoch: epoch 2, step 2
-            out["loss"] = out["loss"] * float("inf")
-        return out
-
-    monkeypatch.setattr(next_item.NextItemTask, "step", diverging)
+    diverge_from(monkeypatch, 7, float("inf"), once=True)  # 5 batches per epoch: epoch 2, step 2
     runs = tmp_path / "runs"
     result = cli("bench", "--items", "200", "--users", "1200", "--mean-len", "12",
                  "--data-dir", str(tmp_path / "cache"), "--runs-dir", str(runs),

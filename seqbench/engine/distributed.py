@@ -35,9 +35,9 @@ class Shard:
     def active(self) -> bool:
         return self.world > 1
 
-    def mine(self, index: int) -> bool:
-        """Whether work item `index` (a batch) is this process's."""
-        return index % self.world == self.rank
+    def batch_starts(self, total: int, batch_size: int) -> range:
+        """Starts of this process's batches of `range(total)`: every `world`-th batch."""
+        return range(self.rank * batch_size, total, batch_size * self.world)
 
 
 SINGLE = Shard()
@@ -105,6 +105,17 @@ def sum_across(shard: Shard, *arrays: np.ndarray) -> list[np.ndarray]:
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
         out.append(tensor.cpu().numpy())
     return out
+
+
+def wrap_ddp(model: torch.nn.Module, device: torch.device, shard: Shard, *,
+             find_unused_parameters: bool = False) -> torch.nn.Module | None:
+    """The DistributedDataParallel wrapper to run forward through, or None in one process."""
+    if not shard.active:
+        return None
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(model, find_unused_parameters=find_unused_parameters,
+                                   device_ids=[device.index] if device.type == "cuda" else None)
 
 
 def any_rank(shard: Shard, flag: bool) -> bool:

@@ -134,9 +134,7 @@ def rank_full(scorer: Scorer, data: HoldoutData, dataset_items: np.ndarray, *, k
     num_items = table.shape[0]
     ranks = np.zeros(len(data), dtype=np.int64)
     top = np.zeros((len(data), k), dtype=np.int64)
-    for index, start in enumerate(range(0, len(data), batch_size)):
-        if not shard.mine(index):
-            continue
+    for start in shard.batch_starts(len(data), batch_size):
         rows = np.arange(start, min(start + batch_size, len(data)))
         users = scorer.user_vectors(torch.from_numpy(data.inputs[rows]).to(device)).float()
         targets = torch.from_numpy(data.targets[rows]).to(device)
@@ -175,9 +173,7 @@ def rank_sampled(scorer: Scorer, data: HoldoutData, negatives: np.ndarray, *, k:
     ranks = np.zeros(len(data), dtype=np.int64)
     width = negatives.shape[1] + 1
     top = np.zeros((len(data), k), dtype=np.int64)
-    for index, start in enumerate(range(0, len(data), batch_size)):
-        if not shard.mine(index):
-            continue
+    for start in shard.batch_starts(len(data), batch_size):
         rows = np.arange(start, min(start + batch_size, len(data)))
         users = scorer.user_vectors(torch.from_numpy(data.inputs[rows]).to(device)).float()
         candidates = torch.from_numpy(np.concatenate(

@@ -7,9 +7,7 @@ tied item table go to the loss object, so CE, CCE, BCE and sampled softmax diffe
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
-from typing import Any
 
 import torch
 from torch import nn
@@ -18,7 +16,7 @@ from seqbench.engine.batches import NextItemData
 from seqbench.engine.distributed import SINGLE, Shard
 from seqbench.engine.evaluate import Evaluator
 from seqbench.engine.losses import Loss
-from seqbench.engine.trainer import Metrics
+from seqbench.engine.trainer import Metrics, autocast
 
 
 class NextItemTask:
@@ -48,7 +46,7 @@ class NextItemTask:
     def step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
         inputs, targets = (t.to(self.device, non_blocking=True) for t in batch)
         positions = targets > 0
-        with self._autocast():
+        with autocast(self.device, self.autocast_dtype):
             hidden = self.forward(inputs)[positions]
             seen = None
             if self.loss.uses_seen:
@@ -63,10 +61,5 @@ class NextItemTask:
     def evaluate(self, evaluator: Evaluator) -> Metrics:
         """Metrics of the model as it is now (e.g. the test split after training)."""
         self.model.eval()
-        with self._autocast():
+        with autocast(self.device, self.autocast_dtype):
             return evaluator(self.model)
-
-    def _autocast(self) -> Any:
-        if self.autocast_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.autocast_dtype)

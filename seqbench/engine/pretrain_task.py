@@ -6,16 +6,14 @@ and fine-tunes from one of those checkpoints.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
-from typing import Any
 
 import torch
 
 from seqbench.engine.distributed import SINGLE, Shard
 from seqbench.engine.pretrain_batches import PretrainBatch, PretrainData, iterate_batches
 from seqbench.engine.s3rec import AttributeIndex, S3RecPretrainer
-from seqbench.engine.trainer import Metrics
+from seqbench.engine.trainer import Metrics, autocast
 
 
 class PretrainTask:
@@ -44,13 +42,8 @@ class PretrainTask:
         return int(batch.items.shape[0])
 
     def step(self, batch: PretrainBatch) -> dict[str, torch.Tensor]:
-        with self._autocast():
+        with autocast(self.device, self.autocast_dtype):
             return self.forward(batch, self.attributes)
 
     def validate(self) -> Metrics | None:
         return None
-
-    def _autocast(self) -> Any:
-        if self.autocast_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.autocast_dtype)

@@ -8,6 +8,7 @@ trainer owns the rest: seeding, the optimiser step, divergence checks, per-epoch
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import logging
@@ -107,6 +108,13 @@ class FitResult:
 
 
 LAST_CHECKPOINT = "last"
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> Any:
+    """Mixed precision for a task's forward (bf16 on CUDA), or nothing when `dtype` is None."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
 
 
 def capture_rng() -> dict[str, Any]:
