@@ -80,8 +80,8 @@ def test_finetune_starts_from_exactly_the_pretrained_encoder(
 
 
 @pytest.mark.xfail(strict=True, reason="open (issue 4): pretraining currently makes fine-tuning "
-                   "worse on synthetic (e.g. full NDCG@10 0.149 vs 0.264 from scratch after 15 "
-                   "epochs); strict, so this fails loudly once it holds")
+                   "worse on synthetic (collapsed states early, overfitting late; see "
+                   "benchmarks/pretrain_transfer.py); strict, so this fails loudly once it holds")
 def test_pretrained_then_finetuned_beats_finetuning_from_scratch(
         pretrained: tuple[Path, dict[str, Any]]) -> None:
     tmp_path, summary = pretrained
