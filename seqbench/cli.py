@@ -579,16 +579,31 @@ def dash(
 
 
 def _resume(run_dir: Path, command: str) -> None:
-    from seqbench.recipes import resume_run
+    """Continue a run; one trained by several processes is continued by as many (this starts
+    them under torchrun unless it already runs under it)."""
+    from seqbench.engine.distributed import finish_distributed, launched_by_torchrun
+    from seqbench.recipes import recorded_processes, resume_run
+
+    processes = recorded_processes(run_dir)
+    if processes > 1 and not launched_by_torchrun():
+        _launch_torchrun(processes)
+        return
+    shards = []
+
+    def join(run_config: Any) -> Any:
+        shards.append(_join_processes(run_config))
+        return shards[-1]
 
     with _progress() as progress:
-        summary = resume_run(run_dir, expected=command, console=console, progress=progress)
-        if "test" in summary:
+        summary = resume_run(run_dir, expected=command, console=console, progress=progress,
+                             join=join)
+        if shards[0].is_main and "test" in summary:
             _print_run(progress, summary)
-        else:
+        elif shards[0].is_main:
             from seqbench.report.s3rec_tables import pretrain_table
 
             progress.progress.console.print(pretrain_table(summary))
+    finish_distributed(shards[0])
 
 
 def _join_processes(run_config: Any) -> Any:

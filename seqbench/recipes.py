@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -142,9 +143,7 @@ def train_next_item(context: BenchContext, config: RunConfig, *,
     log.info("run: %s on %s, loss %s, seed %d", model_kind, dataset.name, loss.backend, train.seed)
     if shard.active:
         resolved["resolved"]["processes"] = shard.world
-        if resume_from is not None:
-            raise SeqbenchError("--resume is not supported with several processes yet")
-    resume = None if resume_from is None else load_resume_state(resume_from, dataset)
+    resume = None if resume_from is None else load_resume_state(resume_from, dataset, shard)
     recorder = _open_recorder(shard, resume, resume_from, Path(train.runs_dir), resolved,
                               [dataset.name, model_kind, train.loss, f"s{train.seed}"])
     progress = progress if shard.is_main else None
@@ -160,7 +159,8 @@ def train_next_item(context: BenchContext, config: RunConfig, *,
         fit = Trainer(task, optimizer, schedule, device=device, generator=generator,
                       recorder=recorder, progress=progress,
                       checkpoint_meta={"kind": model_kind, "shape": dataclasses.asdict(shape),
-                                       "dataset_key": dataset.meta["key"]}).fit(resume)
+                                       "dataset_key": dataset.meta["key"]},
+                      shard=shard).fit(resume)
         model.eval()
         test = task.evaluate(context.test)
         summary = {
@@ -219,8 +219,6 @@ def pretrain(config: RunConfig, *, rank: int | None = None, console: Any = None,
     config = dataclasses.replace(config, pretrain=pre)
     config.validate()
     train = config.train
-    if shard.active and resume_from is not None:
-        raise SeqbenchError("--resume is not supported with several processes yet")
     device = resolve_device(train.device)
     if shard.is_main:
         check_runs_dir(Path(train.runs_dir))
@@ -261,7 +259,7 @@ def pretrain(config: RunConfig, *, rank: int | None = None, console: Any = None,
              ", ".join(heads.tasks))
     if shard.active:
         resolved["resolved"]["processes"] = shard.world
-    resume = None if resume_from is None else load_resume_state(resume_from, dataset)
+    resume = None if resume_from is None else load_resume_state(resume_from, dataset, shard)
     recorder = _open_recorder(shard, resume, resume_from, Path(train.runs_dir), resolved,
                               [dataset.name, PRETRAIN_KIND, variant, f"s{train.seed}"])
     progress = progress if shard.is_main else None
@@ -278,7 +276,8 @@ def pretrain(config: RunConfig, *, rank: int | None = None, console: Any = None,
                 "num_attributes": dataset.num_attributes, "rank": heads.rank,
                 "lowrank_heads": list(heads.lowrank_heads)}
         fit = Trainer(task, optimizer, schedule, device=device, generator=generator,
-                      recorder=recorder, progress=progress, checkpoint_meta=meta).fit(resume)
+                      recorder=recorder, progress=progress, checkpoint_meta=meta,
+                      shard=shard).fit(resume)
         last = fit.epochs[-1]
         summary = {
             "run_id": recorder.run_id if recorder else None,
@@ -431,11 +430,14 @@ def _seconds(minutes: float | None) -> float | None:
 
 def resume_run(run_dir: Path, *, expected: str | None = None, console: Any = None,
                step: Callable[[str], None] | None = None,
-               progress: ProgressSink | None = None) -> dict[str, Any]:
+               progress: ProgressSink | None = None,
+               join: Callable[[RunConfig], Shard] | None = None) -> dict[str, Any]:
     """Continue the run in `run_dir` with its own recorded configuration.
 
     `expected` is the command asking ("bench", "pretrain" or "finetune"), to refuse e.g.
-    `pretrain --resume` on a SASRec run. Ends exactly as the uninterrupted run would (CPU).
+    `pretrain --resume` on a SASRec run. `join` makes this process one of several (under
+    torchrun; it may set the rank's device in the config). Ends exactly as the uninterrupted
+    run would (CPU).
     """
     from seqbench.runs.read import read_run
 
@@ -460,10 +462,12 @@ def resume_run(run_dir: Path, *, expected: str | None = None, console: Any = Non
                             f"{env.get('pid', '?')} on {env.get('hostname', '?')}); stop it "
                             f"first, or resume it on the machine that ran it")
     config = config_from_record(recorded, run_dir)
+    shard = join(config) if join is not None else SINGLE
     if command == "pretrain":
         return pretrain(config, rank=config.pretrain.rank if config.pretrain.lowrank else None,
-                        console=console, step=step, progress=progress, resume_from=run_dir)
-    context = prepare_bench(config, console=console, step=step)
+                        console=console, step=step, progress=progress, resume_from=run_dir,
+                        shard=shard)
+    context = prepare_bench(config, console=console, step=step, shard=shard)
 
     def model_factory(shape: EncoderShape) -> nn.Module:
         model = SASRec(shape)
@@ -486,8 +490,9 @@ def config_from_record(recorded: dict[str, Any], run_dir: Path) -> RunConfig:
         raise SeqbenchError(f"{run_dir / 'config.json'}: {exc}") from None
 
 
-def load_resume_state(run_dir: Path, dataset: Dataset) -> dict[str, Any]:
-    """`last.pt` of a run (and the weights of its best.pt), checked against the dataset."""
+def load_resume_state(run_dir: Path, dataset: Dataset, shard: Shard = SINGLE) -> dict[str, Any]:
+    """`last.pt` of a run (and the weights of its best.pt), checked against the dataset and
+    the number of processes (each rank continues its own RNG streams, so it must match)."""
     from seqbench.engine.trainer import LAST_CHECKPOINT
     from seqbench.runs.record import load_checkpoint
 
@@ -500,10 +505,29 @@ def load_resume_state(run_dir: Path, dataset: Dataset) -> dict[str, Any]:
         raise SeqbenchError(f"{path}: recorded on dataset cache {state.get('dataset_key')}, "
                             f"but the prepared data is now {dataset.meta['key']}; the source "
                             f"files changed")
+    processes = len(state.get("rng_ranks") or [state["rng"]])
+    if processes != shard.world:
+        raise SeqbenchError(f"{run_dir}: trained with {_processes(processes)} but resumed with "
+                            f"{_processes(shard.world)}; resume it with {processes} (`--resume` "
+                            f"alone starts them itself)")
     best = Path(run_dir) / "best.pt"
     if state["trainer"]["best_valid"] is not None and best.exists():
         state["best_model"] = load_checkpoint(best)["model"]
     return state
+
+
+def _processes(count: int) -> str:
+    return f"{count} process" + ("es" if count != 1 else "")
+
+
+def recorded_processes(run_dir: Path) -> int:
+    """How many processes trained the run in `run_dir` (1 when it cannot tell: resuming then
+    reports what is wrong with the directory)."""
+    try:
+        config = json.loads((Path(run_dir) / "config.json").read_text(encoding="utf-8"))
+        return max(1, int(config["resolved"].get("processes", 1)))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return 1
 
 
 def _record_resumed(recorder: RunRecorder, state: dict[str, Any]) -> None:

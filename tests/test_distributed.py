@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from seqbench.config import load_config
 from seqbench.engine.sasrec import SASRec
-from seqbench.recipes import _shape, prepare_bench
+from seqbench.errors import SeqbenchError
+from seqbench.recipes import _shape, load_resume_state, prepare_bench
 from seqbench.runs.record import load_checkpoint
 
 DATA = {"dataset": "synthetic", "items": 200, "users": 800, "mean_len": 12.0}
@@ -66,3 +70,68 @@ def test_two_process_pretraining_and_finetuning_record_once_each(tmp_path: Path)
     pre = summaries["s3rec-pretrain"]
     assert pre["final_losses"]["loss"] < pre["first_losses"]["loss"]
     assert summaries["s3rec"]["test"]["sampled-99"]["NDCG@10"] > 0
+
+
+BENCH = ["bench", "--dataset", "synthetic", "--items", "200", "--users", "800", "--mean-len",
+         "12", "--dim", "32", "--layers", "1", "--heads", "1", "--max-len", "20", "--epochs",
+         "5", "--patience", "5", "--batch-size", "64", "--k", "10"]
+
+
+def _epochs_recorded(runs: Path) -> int:
+    files = list(runs.glob("*/events.jsonl"))
+    return files[0].read_text().count('"event": "epoch"') if files else 0
+
+
+def _kill_every_process_mentioning(marker: str) -> None:
+    """SIGKILL each process whose command line holds `marker` (torchrun starts its workers in
+    sessions of their own, so killing the launcher's process group would miss them)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if marker in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                os.kill(int(entry.name), signal.SIGKILL)
+        except OSError:
+            pass  # ended meanwhile
+
+
+def test_two_process_run_killed_and_resumed_ends_exactly_as_left_alone(tmp_path: Path) -> None:
+    env = {**os.environ, "SEQBENCH_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+
+    def seqbench(*args: str) -> subprocess.Popen[bytes]:
+        return subprocess.Popen([sys.executable, "-m", "seqbench", *args], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def finished(*args: str) -> None:
+        proc = seqbench(*args)
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err.decode()[-3000:]
+
+    finished(*BENCH, "--nproc", "2", "--runs-dir", str(tmp_path / "reference"))
+    [path] = (tmp_path / "reference").glob("*/summary.json")
+    expected = json.loads(path.read_text())
+
+    runs = tmp_path / "runs"
+    proc = seqbench(*BENCH, "--nproc", "2", "--runs-dir", str(runs))
+    deadline = time.monotonic() + 120
+    while _epochs_recorded(runs) < 2:  # kill every process of it during epoch 3
+        assert proc.poll() is None and time.monotonic() < deadline, "run ended too early"
+        time.sleep(0.01)
+    _kill_every_process_mentioning(str(runs))  # the launcher and both ranks, at once
+    proc.communicate(timeout=60)
+    [run] = runs.iterdir()
+    assert 2 <= _epochs_recorded(runs) < 5
+
+    # each rank continues its own random streams: resuming with another count is refused
+    cfg = load_config(None, {"data": {**DATA, "cache_dir": str(tmp_path / "cache")},
+                             "model": MODEL, "train": {"runs_dir": str(tmp_path / "unused")}})
+    with pytest.raises(SeqbenchError, match="trained with 2 processes but resumed with 1 "
+                                            "process; resume it with 2"):
+        load_resume_state(run, prepare_bench(cfg).dataset)
+
+    finished("bench", "--resume", str(run))  # starts the two processes itself
+    resumed = json.loads((run / "summary.json").read_text())
+    assert resumed["status"] == "finished"
+    assert resumed["test"] == expected["test"] and resumed["valid"] == expected["valid"]
+    events = [json.loads(line) for line in (run / "events.jsonl").read_text().splitlines()]
+    assert [e["epoch"] for e in events if e["event"] == "epoch"] == [1, 2, 3, 4, 5]

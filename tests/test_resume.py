@@ -113,3 +113,60 @@ def test_ctrl_c_during_a_checkpoint_write_waits_for_it() -> None:
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     finally:
         signal.signal(signal.SIGINT, outer)
+
+
+def test_disk_full_during_a_checkpoint_fails_cleanly_and_the_run_resumes(
+        tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch,
+        reference: tuple[Path, dict]) -> None:
+    import contextlib
+    import errno
+
+    import seqbench.runs.record as record
+    from seqbench.fsutil import atomic_file
+    from seqbench.runs.record import load_checkpoint
+
+    cache, expected = reference
+    saves = {"last.pt": 0}
+
+    @contextlib.contextmanager
+    def filling_up(path: Path):  # the third last.pt runs out of space after 4 KiB
+        with atomic_file(path) as real:
+            if path.name == "last.pt":
+                saves["last.pt"] += 1
+            if saves["last.pt"] != 3 or path.name != "last.pt":
+                yield real
+                return
+            written = 0
+
+            class Full:
+                def write(self, data: bytes) -> int:
+                    nonlocal written
+                    written += len(data)
+                    if written > 4096:
+                        raise OSError(errno.ENOSPC, "No space left on device")
+                    return real.write(data)
+
+                def flush(self) -> None:
+                    real.flush()
+
+            yield Full()
+
+    monkeypatch.setenv("SEQBENCH_CACHE", str(cache))
+    monkeypatch.setattr(record, "atomic_file", filling_up)
+    runs = tmp_path / "runs"
+    result = cli("bench", *SMALL, "--runs-dir", str(runs))
+    [run] = runs.iterdir()
+    assert result.code == 1
+    assert f"cannot save checkpoint {run / 'last.pt'}: No space left on device" in result.err
+    assert summary(runs)["status"] == "failed"
+    events = [json.loads(line) for line in (run / "events.jsonl").read_text().splitlines()]
+    assert [e["epoch"] for e in events if e["event"] == "epoch"] == [1, 2]
+    assert events[-1]["event"] == "failed"
+    assert load_checkpoint(run / "last.pt")["epoch"] == 2  # the previous one, whole
+    assert not list(run.glob(".*.tmp"))  # no half-written file left behind
+
+    monkeypatch.setattr(record, "atomic_file", atomic_file)  # space again
+    result = cli("bench", "--resume", str(run))
+    assert result.code == 0, result.err
+    resumed = summary(runs)
+    assert resumed["status"] == "finished" and resumed["test"] == expected["test"]

@@ -87,6 +87,16 @@ def broadcast_from_main(shard: Shard, value: object) -> object:
     return box[0]
 
 
+def gather_to_main(shard: Shard, value: object) -> list[object] | None:
+    """Every rank's `value`, in rank order, on rank 0 (None elsewhere); every rank must call
+    it. Used for what differs between ranks, such as their dropout RNG states."""
+    if not shard.active:
+        return [value]
+    box: list[object] | None = [None] * shard.world if shard.is_main else None
+    dist.gather_object(value, box, dst=0)
+    return box
+
+
 def barrier(shard: Shard) -> None:
     if shard.active:
         dist.barrier()

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from seqbench.engine.distributed import SINGLE, Shard, gather_to_main
 from seqbench.engine.telemetry import PeakMemoryMeter
 from seqbench.errors import SeqbenchError
 
@@ -164,7 +165,7 @@ class Trainer:
     def __init__(self, task: Task, optimizer: torch.optim.Optimizer, schedule: Schedule, *,
                  device: torch.device, generator: torch.Generator,
                  recorder: Recorder | None = None, progress: ProgressSink | None = None,
-                 checkpoint_meta: dict[str, Any] | None = None) -> None:
+                 checkpoint_meta: dict[str, Any] | None = None, shard: Shard = SINGLE) -> None:
         self.task = task
         self.optimizer = optimizer
         self.schedule = schedule
@@ -173,6 +174,7 @@ class Trainer:
         self.recorder = recorder
         self.progress = progress
         self.checkpoint_meta = checkpoint_meta or {}
+        self.shard = shard
 
     def fit(self, resume: dict[str, Any] | None = None) -> FitResult:
         """Train until `epochs` or early stopping; the model ends with its best weights.
@@ -193,7 +195,9 @@ class Trainer:
             trainer = resume["trainer"]
             self.task.model.load_state_dict(resume["model"])
             self.optimizer.load_state_dict(resume["optimizer"])
-            restore_rng(resume["rng"])
+            # each rank draws its own dropout masks: it continues from its own RNG states
+            restore_rng(resume["rng_ranks"][self.shard.rank] if "rng_ranks" in resume
+                        else resume["rng"])
             self.generator.set_state(resume["data_order"])
             result.epochs = [EpochReport(**report) for report in trainer["epochs"]]
             result.best_epoch, result.best_valid = trainer["best_epoch"], trainer["best_valid"]
@@ -253,8 +257,10 @@ class Trainer:
     def _save_last(self, epoch: int, result: FitResult, *, best_score: float, stale: int,
                    elapsed: float) -> None:
         """`last.pt`: the state after `epoch`, for `--resume` (atomic: a kill leaves the
-        previous one). Saved before the epoch's event, so an event always has its state."""
-        if self.recorder is None:
+        previous one). Saved before the epoch's event, so an event always has its state.
+        Under several processes rank 0 writes it, with the RNG states of every rank."""
+        rng = gather_to_main(self.shard, capture_rng())  # a collective: every rank is here
+        if self.recorder is None or rng is None:
             return
         self.recorder.save_checkpoint(LAST_CHECKPOINT, {
             "model": self.task.model.state_dict(),
@@ -263,7 +269,8 @@ class Trainer:
             "trainer": {"best_score": best_score, "best_epoch": result.best_epoch,
                         "best_valid": result.best_valid, "stale": stale, "elapsed": elapsed,
                         "epochs": [dataclasses.asdict(r) for r in result.epochs]},
-            "rng": capture_rng(),
+            "rng": rng[0],
+            "rng_ranks": rng,
             "data_order": self.generator.get_state(),
             **self.checkpoint_meta,
         }, quiet=True)

@@ -368,12 +368,39 @@ def _claim_run_dir(runs_dir: Path, started: float,
 
 
 def _atomic_torch_save(obj: Any, path: Path) -> None:
-    """torch.save streamed into `fsutil.atomic_file` (a checkpoint may not fit in memory twice)."""
+    """torch.save streamed into `fsutil.atomic_file` (a checkpoint may not fit in memory twice).
+    A failed write (disk full, quota) leaves the previous file and is reported as such."""
+    trap: _WriteErrorTrap | None = None
     try:
         with interrupts_deferred(), atomic_file(path) as f:  # Ctrl-C waits for the save
-            torch.save(obj, f)
+            trap = _WriteErrorTrap(f)
+            torch.save(obj, trap)
     except OSError as exc:
         raise SeqbenchError(f"cannot save checkpoint {path}: {exc.strerror or exc}") from exc
+    except RuntimeError as exc:
+        if trap is None or trap.error is None:
+            raise
+        error = trap.error
+        raise SeqbenchError(f"cannot save checkpoint {path}: {error.strerror or error}") from exc
+
+
+class _WriteErrorTrap:
+    """A file proxy that keeps the OSError of a failed write: torch.save reports one only as
+    an opaque RuntimeError ("unexpected pos ..."), which would hide e.g. a full disk."""
+
+    def __init__(self, file: Any) -> None:
+        self.file = file
+        self.error: OSError | None = None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as exc:
+            self.error = exc
+            raise
+
+    def flush(self) -> None:
+        self.file.flush()
 
 
 def _write_all(file: Any, data: bytes) -> None:
