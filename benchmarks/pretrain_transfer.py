@@ -45,9 +45,10 @@ def make_config(work: Path, args: argparse.Namespace, pretrain_epochs: int) -> A
                  "mean_len": args.mean_len, "cache_dir": str(work / "cache")},
         "model": {"dim": 32, "layers": 1, "heads": 1, "dropout": 0.2, "max_len": 20},
         "train": {"epochs": args.finetune_epochs, "patience": args.finetune_epochs,
-                  "batch_size": 128, "lr": 3e-3, "loss": "bce", "runs_dir": str(work / "runs")},
+                  "batch_size": 128, "lr": args.lr, "loss": args.loss,
+                  "runs_dir": str(work / "runs")},
         "eval": {"ks": [10], "protocols": ["full", "sampled-99"]},
-        "pretrain": {"epochs": pretrain_epochs, "batch_size": 256, "lr": 3e-3,
+        "pretrain": {"epochs": pretrain_epochs, "batch_size": 256, "lr": args.pretrain_lr,
                      "checkpoint_every": pretrain_epochs, **weights},
         "finetune": {},
     })
@@ -94,6 +95,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pretrain-epochs", default="1,4,30")
     parser.add_argument("--finetune-epochs", type=int, default=2)
+    parser.add_argument("--lr", type=float, default=3e-3, help="fine-tuning (both arms)")
+    parser.add_argument("--pretrain-lr", type=float, default=3e-3)
+    parser.add_argument("--loss", default="bce", help="fine-tuning loss (both arms)")
     parser.add_argument("--items", type=int, default=300)
     parser.add_argument("--users", type=int, default=900)
     parser.add_argument("--mean-len", type=float, default=12.0)
@@ -103,7 +107,7 @@ def main() -> None:
     logging.disable(logging.WARNING)
     table = Table(title=f"synthetic ({args.items} items, {args.users} users), pretraining "
                         f"{'+'.join(t.upper() for t in args.tasks)}, then {args.finetune_epochs}"
-                        f" fine-tuning epochs with bce; test NDCG@10")
+                        f" fine-tuning epochs with {args.loss} at lr {args.lr:g}; test NDCG@10")
     for column in ("pretrain epochs", "state cosine", "blocks / embedding",
                    "train loss (pre / scratch)", "full (pre / scratch)",
                    "sampled-99 (pre / scratch)"):

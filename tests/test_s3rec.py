@@ -159,12 +159,17 @@ def test_each_task_loss_matches_its_definition(tmp_path: Path) -> None:
     query = model.heads["mip"](states[batch.is_masked])
     pos = model.encoder.item_emb(items[batch.is_masked])
     neg = model.encoder.item_emb(batch.mip_negatives)
-    sig = torch.sigmoid((query * pos).sum(-1) - (query * neg).sum(-1))
-    expected["mip"] = -torch.log(sig).sum().item() / instances
+
+    def original_pairwise(positive: torch.Tensor, negative: torch.Tensor) -> float:
+        # as the S3Rec code: sigmoid scores, then BCE(sigmoid(pos_score - neg_score), 1)
+        distance = torch.sigmoid(torch.sigmoid(positive) - torch.sigmoid(negative))
+        return F.binary_cross_entropy(distance, torch.ones_like(distance), reduction="sum").item()
+
+    expected["mip"] = original_pairwise((query * pos).sum(-1), (query * neg).sum(-1)) / instances
     last = hidden[instances:, -1].view(3, -1, model.shape.dim)
     context = model.heads["sp"](last[0])
-    sig = torch.sigmoid((context * last[1]).sum(-1) - (context * last[2]).sum(-1))
-    expected["sp"] = -torch.log(sig).sum().item() / instances
+    expected["sp"] = original_pairwise((context * last[1]).sum(-1),
+                                       (context * last[2]).sum(-1)) / instances
     for task, value in expected.items():
         assert losses[task].item() == pytest.approx(value, rel=1e-5), task
     total = sum(DEFAULT_WEIGHTS[t] * expected[t] for t in expected)

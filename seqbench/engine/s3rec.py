@@ -5,7 +5,8 @@ Tasks (design.md section 5), each scoring `sigma(e . (W h + b))` with its own W:
 * AAP, associated attribute prediction: at unmasked positions, BCE over every attribute against
   the item's attribute set;
 * MIP, masked item prediction: at masked positions, pairwise `-log sigma(s+ - s-)` of the
-  original item against one item outside the prefix;
+  original item against one item outside the prefix, with s the sigmoid scores (as the
+  original: `pairwise_loss`);
 * MAP, masked attribute prediction: AAP's loss at masked positions (the hidden item's attributes);
 * SP, segment prediction: the last state of the prefix with a segment masked scores the segment
   alone against a same-length segment from elsewhere, pairwise.
@@ -120,14 +121,14 @@ class S3RecPretrainer(nn.Module):
             query = self.heads["mip"](states[batch.is_masked]).float()
             positive = self.encoder.item_emb(batch.items[batch.is_masked]).float()
             negative = self.encoder.item_emb(batch.mip_negatives).float()
-            margin = (query * positive).sum(-1) - (query * negative).sum(-1)
-            losses["mip"] = F.softplus(-margin).sum()
+            losses["mip"] = pairwise_loss((query * positive).sum(-1),
+                                          (query * negative).sum(-1)).sum()
         if "sp" in tasks:
             if with_sp:
                 last = hidden[instances:, -1].float().view(3, -1, self.shape.dim)
                 context = self.heads["sp"](last[0])
-                margin = (context * last[1]).sum(-1) - (context * last[2]).sum(-1)
-                losses["sp"] = F.softplus(-margin).sum()
+                losses["sp"] = pairwise_loss((context * last[1]).sum(-1),
+                                             (context * last[2]).sum(-1)).sum()
             else:  # every prefix shorter than 2: no segment to predict in this batch
                 losses["sp"] = hidden.sum() * 0.0
         losses = {task: value / instances for task, value in losses.items()}
@@ -146,6 +147,15 @@ class S3RecPretrainer(nn.Module):
     def encoder_state(self) -> dict[str, torch.Tensor]:
         """What fine-tuning loads: the encoder's weights, keyed as in `SASRec`."""
         return {f"encoder.{k}": v for k, v in self.encoder.state_dict().items()}
+
+
+def pairwise_loss(positive: torch.Tensor, negative: torch.Tensor) -> torch.Tensor:
+    """MIP's and SP's loss as the original computes it: `BCE(sigma(s+ - s-), 1)` of the
+    *sigmoid* scores `s = sigma(logit)`. The margin lies in (-1, 1), so the loss is bounded and
+    its gradient small; on the logits directly (`-log sigma(l+ - l-)`) MIP memorised the
+    training sequences faster and fine-tuning generalised worse (benchmarks/pretrain_transfer.py).
+    """
+    return F.softplus(-(torch.sigmoid(positive) - torch.sigmoid(negative)))
 
 
 def parse_lowrank_heads(text: str) -> tuple[str, ...]:
