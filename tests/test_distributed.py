@@ -77,6 +77,11 @@ BENCH = ["bench", "--dataset", "synthetic", "--items", "200", "--users", "800", 
          "5", "--patience", "5", "--batch-size", "64", "--k", "10"]
 
 
+def _replaced(args: list[str], option: str, value: str) -> list[str]:
+    at = args.index(option)
+    return [*args[:at + 1], value, *args[at + 2:]]
+
+
 def _epochs_recorded(runs: Path) -> int:
     files = list(runs.glob("*/events.jsonl"))
     return files[0].read_text().count('"event": "epoch"') if files else 0
@@ -135,3 +140,25 @@ def test_two_process_run_killed_and_resumed_ends_exactly_as_left_alone(tmp_path:
     assert resumed["test"] == expected["test"] and resumed["valid"] == expected["valid"]
     events = [json.loads(line) for line in (run / "events.jsonl").read_text().splitlines()]
     assert [e["epoch"] for e in events if e["event"] == "epoch"] == [1, 2, 3, 4, 5]
+
+
+def test_cce_under_two_processes_trains_like_ce(tmp_path: Path) -> None:
+    """CCE's item-table gradient comes from its own autograd function, outside the model's
+    forward: DDP must still average it, or the ranks drift apart and cce stops matching ce."""
+    runs = tmp_path / "runs"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               "--nproc-per-node=2", "-m", "seqbench", *_replaced(BENCH, "--epochs", "2"),
+               "--loss", "ce,cce", "--runs-dir", str(runs)]
+    env = {**os.environ, "SEQBENCH_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    weights = {}
+    for run in runs.iterdir():
+        config = json.loads((run / "config.json").read_text())
+        assert config["resolved"]["processes"] == 2
+        weights[config["resolved"]["loss_backend"]] = load_checkpoint(run / "last.pt")["model"]
+    assert set(weights) == {"ce[torch]", "cce[cpu-blockwise]"}
+    # (one process vs two differ by ~3e-2 here: the tolerance tells averaging schemes apart)
+    for name, tensor in weights["ce[torch]"].items():
+        torch.testing.assert_close(weights["cce[cpu-blockwise]"][name], tensor,
+                                   rtol=1e-3, atol=1e-4, msg=name)
