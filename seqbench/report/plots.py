@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from seqbench.report.compare import RunFacts
+    from seqbench.report.compare.facts import RunFacts
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +168,7 @@ def _valid_metric(event: dict[str, Any], protocol: str) -> float | None:
 
 
 def _finite(value: Any) -> float | None:
-    from seqbench.report.compare import _number
+    from seqbench.report.compare.facts import _number
 
     return _number(value)
 
@@ -178,7 +178,7 @@ def _finite(value: Any) -> float | None:
 
 
 def _memory_and_time(runs: list[RunFacts], protocols: list[str] | None) -> Figure | None:
-    from seqbench.report.compare import summarize
+    from seqbench.report.compare.rows import summarize
 
     runs = [run for run in runs if not run.is_pretrain
             and (run.peak_memory_bytes is not None or run.mean_epoch_seconds is not None)]
@@ -265,7 +265,7 @@ def _colors(count: int) -> list[Any]:
 
 
 def _rank_sweep(runs: list[RunFacts], protocols: list[str] | None) -> Figure | None:
-    from seqbench.report.compare import rank_order
+    from seqbench.report.compare.rows import rank_order
 
     tuned = [run for run in runs if run.is_finetuned_from_pretrain and run.test]
     pretrained = [run for run in runs if run.is_pretrain and _account(run)]
@@ -299,7 +299,7 @@ def _rank_sweep(runs: list[RunFacts], protocols: list[str] | None) -> Figure | N
 
 def _quality_panel(ax: Axes, tuned: list[RunFacts], protocol: str,
                    position: dict[str | None, int]) -> None:
-    from seqbench.report.compare import summarize
+    from seqbench.report.compare.rows import summarize
 
     for dataset in dict.fromkeys(run.dataset for run in tuned):
         points = []
