@@ -19,7 +19,6 @@ fine-tuning sees it:
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import tempfile
 from pathlib import Path
@@ -35,6 +34,7 @@ from seqbench.engine.encoder import attention_mask
 from seqbench.engine.s3rec import TASKS
 from seqbench.engine.sasrec import SASRec
 from seqbench.recipes import _shape, finetune, load_pretrained_encoder, prepare_bench, pretrain
+from seqbench.runs.read import read_events_since
 
 
 def make_config(work: Path, args: argparse.Namespace, pretrain_epochs: int) -> Any:
@@ -86,9 +86,8 @@ def last_training_windows(dataset: Any, users: int, length: int) -> torch.Tensor
 
 
 def last_train_loss(summary: dict[str, Any]) -> float:
-    events = (Path(summary["path"]) / "events.jsonl").read_text().splitlines()
-    epochs = [json.loads(line) for line in events if '"event": "epoch"' in line]
-    return float(epochs[-1]["train_loss"])
+    events, _ = read_events_since(Path(summary["path"]), 0)
+    return float([e for e in events if e["event"] == "epoch"][-1]["train_loss"])
 
 
 def main() -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -141,11 +140,9 @@ def train_next_item(context: BenchContext, config: RunConfig, *,
                      "dataset_key": dataset.meta["key"], "dataset_stats": dataset.meta["stats"]},
     }
     log.info("run: %s on %s, loss %s, seed %d", model_kind, dataset.name, loss.backend, train.seed)
-    if shard.active:
-        resolved["resolved"]["processes"] = shard.world
-    resume = None if resume_from is None else load_resume_state(resume_from, dataset, shard)
-    recorder = _open_recorder(shard, resume, resume_from, Path(train.runs_dir), resolved,
-                              [dataset.name, model_kind, train.loss, f"s{train.seed}"])
+    resume, recorder = _start_recording(shard, dataset, resume_from, Path(train.runs_dir),
+                                        resolved, [dataset.name, model_kind, train.loss,
+                                                   f"s{train.seed}"])
     progress = progress if shard.is_main else None
     with recorder if recorder is not None else contextlib.nullcontext():
         if progress is not None:
@@ -257,11 +254,9 @@ def pretrain(config: RunConfig, *, rank: int | None = None, console: Any = None,
     }
     log.info("pretrain: S3Rec (%s) on %s, tasks %s", variant, dataset.name,
              ", ".join(heads.tasks))
-    if shard.active:
-        resolved["resolved"]["processes"] = shard.world
-    resume = None if resume_from is None else load_resume_state(resume_from, dataset, shard)
-    recorder = _open_recorder(shard, resume, resume_from, Path(train.runs_dir), resolved,
-                              [dataset.name, PRETRAIN_KIND, variant, f"s{train.seed}"])
+    resume, recorder = _start_recording(shard, dataset, resume_from, Path(train.runs_dir),
+                                        resolved, [dataset.name, PRETRAIN_KIND, variant,
+                                                   f"s{train.seed}"])
     progress = progress if shard.is_main else None
     with recorder if recorder is not None else contextlib.nullcontext():
         if progress is not None:
@@ -400,19 +395,22 @@ def _prepare_dataset(config: RunConfig, shard: Shard, *, console: Any,
     return dataset
 
 
-def _open_recorder(shard: Shard, resume: dict[str, Any] | None, resume_from: Path | None,
-                   runs_dir: Path, config: dict[str, Any], name_parts: list[str]
-                   ) -> RunRecorder | None:
-    """The run's recorder on rank 0 (None elsewhere): a new run directory, or the one being
-    resumed (with its "resumed" event)."""
+def _start_recording(shard: Shard, dataset: Dataset, resume_from: Path | None, runs_dir: Path,
+                     config: dict[str, Any], name_parts: list[str]
+                     ) -> tuple[dict[str, Any] | None, RunRecorder | None]:
+    """The state to resume from (None for a new run) and the run's recorder on rank 0 (None
+    elsewhere): a new run directory, or the one being resumed (with its "resumed" event)."""
+    if shard.active:
+        config["resolved"]["processes"] = shard.world
+    resume = None if resume_from is None else load_resume_state(resume_from, dataset, shard)
     if not shard.is_main:
-        return None
+        return resume, None
     if resume_from is None:
-        return RunRecorder.create(runs_dir, config=config, name_parts=name_parts)
+        return resume, RunRecorder.create(runs_dir, config=config, name_parts=name_parts)
     recorder = RunRecorder.reopen(resume_from)
     if resume is not None:
         _record_resumed(recorder, resume)
-    return recorder
+    return resume, recorder
 
 
 def _agreement(shard: Shard) -> Callable[[bool], bool] | None:
@@ -523,11 +521,12 @@ def _processes(count: int) -> str:
 def recorded_processes(run_dir: Path) -> int:
     """How many processes trained the run in `run_dir` (1 when it cannot tell: resuming then
     reports what is wrong with the directory)."""
-    try:
-        config = json.loads((Path(run_dir) / "config.json").read_text(encoding="utf-8"))
-        return max(1, int(config["resolved"].get("processes", 1)))
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return 1
+    from seqbench.runs.read import read_run
+
+    view = read_run(run_dir)
+    resolved = (view.config.get("resolved") if view is not None else None) or {}
+    processes = resolved.get("processes", 1) if isinstance(resolved, dict) else 1
+    return processes if isinstance(processes, int) and processes > 1 else 1
 
 
 def _record_resumed(recorder: RunRecorder, state: dict[str, Any]) -> None:

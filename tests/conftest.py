@@ -19,6 +19,17 @@ from seqbench.fsutil import atomic_write_json
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
+# a `bench` small enough to run several times in a test, long enough (5 epochs) to stop midway
+SMALL_RUN = ["--dataset", "synthetic", "--items", "200", "--users", "800", "--mean-len", "12",
+             "--dim", "32", "--layers", "1", "--heads", "1", "--max-len", "20", "--epochs", "5",
+             "--patience", "5", "--batch-size", "64", "--k", "10"]
+
+
+def epochs_recorded(runs: Path) -> int:
+    """Epoch events so far in the (only) run under `runs`; 0 before it exists."""
+    files = list(runs.glob("*/events.jsonl"))
+    return files[0].read_text().count('"event": "epoch"') if files else 0
+
 
 @dataclass
 class CliResult:

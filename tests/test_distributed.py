@@ -19,6 +19,7 @@ from seqbench.engine.sasrec import SASRec
 from seqbench.errors import SeqbenchError
 from seqbench.recipes import _shape, load_resume_state, prepare_bench
 from seqbench.runs.record import load_checkpoint
+from tests.conftest import SMALL_RUN, epochs_recorded
 
 DATA = {"dataset": "synthetic", "items": 200, "users": 800, "mean_len": 12.0}
 MODEL = {"dim": 32, "layers": 1, "heads": 1, "max_len": 20, "dropout": 0.2}
@@ -72,19 +73,12 @@ def test_two_process_pretraining_and_finetuning_record_once_each(tmp_path: Path)
     assert summaries["s3rec"]["test"]["sampled-99"]["NDCG@10"] > 0
 
 
-BENCH = ["bench", "--dataset", "synthetic", "--items", "200", "--users", "800", "--mean-len",
-         "12", "--dim", "32", "--layers", "1", "--heads", "1", "--max-len", "20", "--epochs",
-         "5", "--patience", "5", "--batch-size", "64", "--k", "10"]
+BENCH = ["bench", *SMALL_RUN]
 
 
 def _replaced(args: list[str], option: str, value: str) -> list[str]:
     at = args.index(option)
     return [*args[:at + 1], value, *args[at + 2:]]
-
-
-def _epochs_recorded(runs: Path) -> int:
-    files = list(runs.glob("*/events.jsonl"))
-    return files[0].read_text().count('"event": "epoch"') if files else 0
 
 
 def _kill_every_process_mentioning(marker: str) -> None:
@@ -119,13 +113,13 @@ def test_two_process_run_killed_and_resumed_ends_exactly_as_left_alone(tmp_path:
     runs = tmp_path / "runs"
     proc = seqbench(*BENCH, "--nproc", "2", "--runs-dir", str(runs))
     deadline = time.monotonic() + 120
-    while _epochs_recorded(runs) < 2:  # kill every process of it during epoch 3
+    while epochs_recorded(runs) < 2:  # kill every process of it during epoch 3
         assert proc.poll() is None and time.monotonic() < deadline, "run ended too early"
         time.sleep(0.01)
     _kill_every_process_mentioning(str(runs))  # the launcher and both ranks, at once
     proc.communicate(timeout=60)
     [run] = runs.iterdir()
-    assert 2 <= _epochs_recorded(runs) < 5
+    assert 2 <= epochs_recorded(runs) < 5
 
     # each rank continues its own random streams: resuming with another count is refused
     cfg = load_config(None, {"data": {**DATA, "cache_dir": str(tmp_path / "cache")},

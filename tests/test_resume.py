@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-SMALL = ["--dataset", "synthetic", "--items", "200", "--users", "800", "--mean-len", "12",
-         "--dim", "32", "--layers", "1", "--heads", "1", "--max-len", "20", "--epochs", "5",
-         "--patience", "5", "--batch-size", "64", "--k", "10"]
+from tests.conftest import SMALL_RUN, epochs_recorded
+
+SMALL = SMALL_RUN
 
 
 def seqbench(*args: str, cache: Path) -> subprocess.Popen[bytes]:
@@ -32,14 +32,6 @@ def finished(args: list[str], cache: Path) -> None:
     proc = seqbench(*args, cache=cache)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err.decode()
-
-
-def epochs_recorded(runs: Path) -> int:
-    files = list(runs.glob("*/events.jsonl"))
-    if not files:
-        return 0
-    lines = files[0].read_text().splitlines()
-    return sum('"event": "epoch"' in line for line in lines)
 
 
 def summary(runs: Path) -> dict:
