@@ -142,7 +142,8 @@ TimeLimitOpt = Annotated[float | None, _opt(
 ResumeOpt = Annotated[Path | None, _opt(
     panel=TRAIN, file_okay=False, metavar="<run dir>",
     help="Continue this killed or interrupted run from its last checkpoint, with its own "
-    "recorded configuration (other options are ignored).")]
+    "recorded configuration. Other options are ignored, except --time-limit: it replaces the "
+    "run's limit (minutes over the whole run), so a run that stopped at its limit goes on.")]
 RunsDirOpt = Annotated[Path | None, _opt(
     panel=TRAIN, file_okay=False, help="Where runs are recorded (default: runs).")]
 MaxLenOpt = Annotated[int | None, _opt(panel=MODEL, help="Maximum sequence length.")]
@@ -286,7 +287,7 @@ def bench(
     from seqbench.report.run_table import runs_table
 
     if resume is not None:
-        _resume(resume, "bench")
+        _resume(resume, "bench", time_limit)
         return
     if nproc is not None and nproc > 1 and not launched_by_torchrun():
         _launch_torchrun(nproc)
@@ -386,7 +387,7 @@ def pretrain(
     from seqbench.report.s3rec_tables import account_table, pretrain_table, sweep_table
 
     if resume is not None:
-        _resume(resume, "pretrain")
+        _resume(resume, "pretrain", time_limit)
         return
     options = locals()
     ranks = _split("--rank", rank, int)
@@ -483,7 +484,7 @@ def finetune(
     from seqbench.report.run_table import runs_table
 
     if resume is not None:
-        _resume(resume, "finetune")
+        _resume(resume, "finetune", time_limit)
         return
     options = locals()
     losses = _losses(loss)
@@ -578,7 +579,7 @@ def dash(
 # what the training commands share
 
 
-def _resume(run_dir: Path, command: str) -> None:
+def _resume(run_dir: Path, command: str, time_limit: float | None) -> None:
     """Continue a run; one trained by several processes is continued by as many (this starts
     them under torchrun unless it already runs under it)."""
     from seqbench.engine.distributed import finish_distributed, launched_by_torchrun
@@ -596,7 +597,7 @@ def _resume(run_dir: Path, command: str) -> None:
 
     with _progress() as progress:
         summary = resume_run(run_dir, expected=command, console=console, progress=progress,
-                             join=join)
+                             join=join, time_limit_min=time_limit)
         if shards[0].is_main and "test" in summary:
             _print_run(progress, summary)
         elif shards[0].is_main:

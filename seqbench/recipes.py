@@ -409,7 +409,7 @@ def _start_recording(shard: Shard, dataset: Dataset, resume_from: Path | None, r
         return resume, RunRecorder.create(runs_dir, config=config, name_parts=name_parts)
     recorder = RunRecorder.reopen(resume_from)
     if resume is not None:
-        _record_resumed(recorder, resume)
+        _record_resumed(recorder, resume, config["train"]["time_limit_min"])
     return resume, recorder
 
 
@@ -429,13 +429,15 @@ def _seconds(minutes: float | None) -> float | None:
 def resume_run(run_dir: Path, *, expected: str | None = None, console: Any = None,
                step: Callable[[str], None] | None = None,
                progress: ProgressSink | None = None,
-               join: Callable[[RunConfig], Shard] | None = None) -> dict[str, Any]:
+               join: Callable[[RunConfig], Shard] | None = None,
+               time_limit_min: float | None = None) -> dict[str, Any]:
     """Continue the run in `run_dir` with its own recorded configuration.
 
     `expected` is the command asking ("bench", "pretrain" or "finetune"), to refuse e.g.
     `pretrain --resume` on a SASRec run. `join` makes this process one of several (under
     torchrun; it may set the rank's device in the config). Ends exactly as the uninterrupted
-    run would (CPU).
+    run would (CPU). `time_limit_min` replaces the run's time limit (minutes over the whole
+    run): so a run that stopped at its limit can go on, e.g. a CPU pretraining done in parts.
     """
     from seqbench.runs.read import read_run
 
@@ -453,13 +455,16 @@ def resume_run(run_dir: Path, *, expected: str | None = None, console: Any = Non
         raise SeqbenchError(f"{run_dir}: a {command} run; resume it with "
                             f"seqbench {command} --resume")
     if view.status == "finished":
-        raise SeqbenchError(f"{run_dir}: this run finished; there is nothing to resume")
+        _check_extension(run_dir, view, time_limit_min)
     if view.status == "running":
         env = view.environment
         raise SeqbenchError(f"{run_dir}: this run is still being written (process "
                             f"{env.get('pid', '?')} on {env.get('hostname', '?')}); stop it "
                             f"first, or resume it on the machine that ran it")
     config = config_from_record(recorded, run_dir)
+    if time_limit_min is not None:
+        config.train.time_limit_min = time_limit_min
+        config.train.validate()  # the same check as a new run's --time-limit
     shard = join(config) if join is not None else SINGLE
     if command == "pretrain":
         return pretrain(config, rank=config.pretrain.rank if config.pretrain.lowrank else None,
@@ -474,6 +479,19 @@ def resume_run(run_dir: Path, *, expected: str | None = None, console: Any = Non
 
     return train_next_item(context, config, model_factory=model_factory, progress=progress,
                            resume_from=run_dir)
+
+
+def _check_extension(run_dir: Path, view: Any, time_limit_min: float | None) -> None:
+    """A finished run goes on only if its time limit stopped it and a longer one is given."""
+    stopped_by = (view.summary or {}).get("stop_reason")
+    limit = (view.config.get("train") or {}).get("time_limit_min")
+    if stopped_by != "time-limit" or not isinstance(limit, (int, float)):
+        raise SeqbenchError(f"{run_dir}: this run finished; there is nothing to resume")
+    if time_limit_min is None or time_limit_min <= limit:
+        given = "" if time_limit_min is None else f" (got {time_limit_min:g})"
+        raise SeqbenchError(f"{run_dir}: this run stopped at its {limit:g}-minute time limit; "
+                            f"to go on, resume it with a longer --time-limit{given}, in minutes "
+                            f"over the whole run")
 
 
 def config_from_record(recorded: dict[str, Any], run_dir: Path) -> RunConfig:
@@ -529,9 +547,18 @@ def recorded_processes(run_dir: Path) -> int:
     return processes if isinstance(processes, int) and processes > 1 else 1
 
 
-def _record_resumed(recorder: RunRecorder, state: dict[str, Any]) -> None:
-    """A "resumed" event; and the epoch event a kill may have cut off after last.pt was saved."""
-    from seqbench.runs.read import read_events_since
+def _record_resumed(recorder: RunRecorder, state: dict[str, Any],
+                    time_limit_min: float | None) -> None:
+    """A "resumed" event; the epoch event a kill may have cut off after last.pt was saved; and
+    a time limit given with `--resume`, written into config.json so the record stays true."""
+    from seqbench.runs.read import read_events_since, read_run
+
+    view = read_run(recorder.path)
+    previous = ((view.config if view is not None else {}).get("train") or {}).get(
+        "time_limit_min")
+    limit_changed = time_limit_min != previous
+    if limit_changed:
+        recorder.amend_config("train", "time_limit_min", time_limit_min)
 
     events, _ = read_events_since(recorder.path, 0)
     recorded = [e.get("epoch") for e in events if e.get("event") == "epoch"]
@@ -544,4 +571,6 @@ def _record_resumed(recorder: RunRecorder, state: dict[str, Any]) -> None:
                        peak_memory_bytes=last["peak_memory_bytes"],
                        memory_kind=last["memory_kind"], improved=last["improved"],
                        restored=True)
-    recorder.event("resumed", from_epoch=state["epoch"])
+    changed = {"time_limit_min": time_limit_min,
+               "previous_time_limit_min": previous} if limit_changed else {}
+    recorder.event("resumed", from_epoch=state["epoch"], **changed)

@@ -90,6 +90,33 @@ def test_resume_refuses_finished_and_foreign_runs(tmp_path: Path, cli,
     assert result.code == 1 and "not a seqbench run directory" in result.err
 
 
+def test_a_run_stopped_by_its_time_limit_goes_on_with_a_longer_one(
+        tmp_path: Path, cli, reference: tuple[Path, dict]) -> None:
+    cache, expected = reference
+    runs = tmp_path / "runs"
+    finished(["bench", *SMALL, "--runs-dir", str(runs), "--time-limit", "0.0001"], cache)
+    stopped = summary(runs)
+    assert stopped["stop_reason"] == "time-limit" and stopped["epochs_run"] == 1
+    run = stopped["path"]
+
+    result = cli("bench", "--resume", run)
+    assert result.code == 1 and "stopped at its 0.0001-minute time limit" in result.err
+    result = cli("bench", "--resume", run, "--time-limit", "0.0001")
+    assert result.code == 1 and "longer --time-limit (got 0.0001)" in result.err
+    assert json.loads((Path(run) / "summary.json").read_text()) == stopped  # untouched
+
+    finished(["bench", "--resume", run, "--time-limit", "600"], cache)
+    extended = summary(runs)
+    assert extended["status"] == "finished" and extended["epochs_run"] == 5
+    assert extended["test"] == expected["test"] and extended["valid"] == expected["valid"]
+    config = json.loads((Path(run) / "config.json").read_text())
+    assert config["train"]["time_limit_min"] == 600  # the record says how it was trained
+    events = [json.loads(line) for line in (Path(run) / "events.jsonl").read_text().splitlines()]
+    assert [e["epoch"] for e in events if e["event"] == "epoch"] == [1, 2, 3, 4, 5]
+    [resumed] = [e for e in events if e["event"] == "resumed"]
+    assert resumed["time_limit_min"] == 600 and resumed["previous_time_limit_min"] == 0.0001
+
+
 def test_ctrl_c_during_a_checkpoint_write_waits_for_it() -> None:
     from seqbench.fsutil import interrupts_deferred
 

@@ -107,6 +107,18 @@ class RunRecorder:
         log.info("resuming run %s in %s", recorder.run_id, path)
         return recorder
 
+    def amend_config(self, table: str, key: str, value: Any) -> None:
+        """Change one recorded setting of a resumed run (e.g. a longer time limit), so
+        config.json keeps describing how the run was actually trained."""
+        path = self.path / CONFIG_FILE
+        try:
+            config = json.loads(path.read_text())
+            config.setdefault(table, {})[key] = to_jsonable(value)
+            atomic_write_json(path, config)
+        except (OSError, ValueError) as exc:
+            raise SeqbenchError(f"cannot update {path}: {getattr(exc, 'strerror', None) or exc}"
+                                ) from exc
+
     def _begin(self, config: dict[str, Any]) -> None:
         environment = run_environment(self.started, self.run_id)
         try:
