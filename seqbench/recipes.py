@@ -234,8 +234,7 @@ def pretrain(config: RunConfig, *, rank: int | None = None, console: Any = None,
     account = parameter_account(model)
     attributes = AttributeIndex(dataset, device) if needing else None
     autocast = torch.bfloat16 if device.type == "cuda" and train.bf16 else None
-    # SP's head sits idle in a batch without segments: allow unused parameters
-    forward = wrap_ddp(model, device, shard, find_unused_parameters=True)
+    forward = wrap_ddp(model, device, shard)
     task = PretrainTask(model, PretrainData.build(dataset, shape.max_len), attributes,
                         mask_prob=pre.mask_prob, mask_last=pre.mask_last, device=device,
                         autocast_dtype=autocast,

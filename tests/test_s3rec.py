@@ -240,6 +240,10 @@ def test_sp_is_zero_when_no_prefix_is_long_enough(tmp_path: Path) -> None:
     assert batch.segment_rows.numel() == 0
     losses = model(batch, attributes)
     assert losses["sp"].item() == 0.0 and math.isfinite(losses["loss"].item())
+    # every parameter still takes part (DDP runs without find_unused_parameters)
+    losses["loss"].backward()
+    idle = [name for name, p in model.named_parameters() if p.grad is None]
+    assert idle == []
 
 
 def test_last_position_masked_only_by_chance_without_mask_last() -> None:

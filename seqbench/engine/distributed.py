@@ -117,15 +117,16 @@ def sum_across(shard: Shard, *arrays: np.ndarray) -> list[np.ndarray]:
     return out
 
 
-def wrap_ddp(model: torch.nn.Module, device: torch.device, shard: Shard, *,
-             find_unused_parameters: bool = False) -> torch.nn.Module | None:
-    """The DistributedDataParallel wrapper to run forward through, or None in one process."""
+def wrap_ddp(model: torch.nn.Module, device: torch.device, shard: Shard
+             ) -> torch.nn.Module | None:
+    """The DistributedDataParallel wrapper to run forward through, or None in one process.
+    Every model's forward uses all its parameters, so DDP need not search for unused ones."""
     if not shard.active:
         return None
     from torch.nn.parallel import DistributedDataParallel
 
-    return DistributedDataParallel(model, find_unused_parameters=find_unused_parameters,
-                                   device_ids=[device.index] if device.type == "cuda" else None)
+    device_ids = [device.index] if device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=device_ids)
 
 
 def any_rank(shard: Shard, flag: bool) -> bool:

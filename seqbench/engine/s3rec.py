@@ -129,8 +129,9 @@ class S3RecPretrainer(nn.Module):
                 context = self.heads["sp"](last[0])
                 losses["sp"] = pairwise_loss((context * last[1]).sum(-1),
                                              (context * last[2]).sum(-1)).sum()
-            else:  # every prefix shorter than 2: no segment to predict in this batch
-                losses["sp"] = hidden.sum() * 0.0
+            else:  # every prefix shorter than 2: no segment to predict in this batch; the
+                # head still runs (on no rows), so DDP sees every parameter used every step
+                losses["sp"] = self.heads["sp"](hidden[:0, -1]).sum() * 0.0
         losses = {task: value / instances for task, value in losses.items()}
         losses["loss"] = sum(self.config.weights[t] * losses[t] for t in tasks)
         return losses

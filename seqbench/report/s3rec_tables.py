@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.console import Group
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from seqbench.report.format import format_bytes, format_metric
 
@@ -14,7 +16,13 @@ def _percent(change: float) -> str:
     return f"{change * 100:+.2f}%"
 
 
-def account_table(summary: dict[str, Any]) -> Table:
+def _with_note(table: Table, note: str) -> Group:
+    """The table and a note under it. Not the table's caption: Rich wraps a caption to the
+    table's width, which breaks paths a user wants to copy."""
+    return Group(table, Text(note, style="dim"))
+
+
+def account_table(summary: dict[str, Any]) -> Group:
     """Per head: rank, matrix weights before/after, bias; then the whole model."""
     account = summary["parameter_account"]
     table = Table(title=f"Parameter account · {summary['variant']} (counted from the model)",
@@ -30,14 +38,13 @@ def account_table(summary: dict[str, Any]) -> Table:
                       _percent(head["parameters"] / head["full_rank_parameters"] - 1))
     table.add_row("whole pretraining model", "", f"{account['total_full_rank']:,}",
                   f"{account['total']:,}", _percent(account["total_reduction"]), style="bold")
-    table.caption = (f"encoder (kept for fine-tuning) {account['encoder']:,} · attribute "
-                     f"embeddings {account['attribute_embeddings']:,}; the heads are dropped "
-                     f"after pretraining, so the fine-tuned model is the same size either way")
-    table.caption_justify = "left"
-    return table
+    return _with_note(table, f"encoder (kept for fine-tuning) {account['encoder']:,} · "
+                      f"attribute embeddings {account['attribute_embeddings']:,}; the heads are "
+                      f"dropped after pretraining, so the fine-tuned model is the same size "
+                      f"either way")
 
 
-def pretrain_table(summary: dict[str, Any]) -> Table:
+def pretrain_table(summary: dict[str, Any]) -> Group:
     """Each task's loss in the first and the last epoch."""
     title = escape(f"{summary['dataset']} · S3Rec pretraining ({summary['variant']}) · seed "
                    f"{summary['seed']} — {summary['epochs_run']} epochs")
@@ -48,12 +55,10 @@ def pretrain_table(summary: dict[str, Any]) -> Table:
         label = "total (weighted)" if name == "loss" else name.upper()
         table.add_row(label, format_metric(summary["first_losses"].get(name)),
                       format_metric(last))
-    table.caption = (f"mean epoch {summary['mean_epoch_seconds']:.1f} s · "
-                     f"{summary['sequences_per_second']:,.0f} instances/s · peak "
-                     f"{format_bytes(summary['peak_memory_bytes'])} ({summary['memory_kind']}) · "
-                     f"{summary['device']} · checkpoint {escape(summary['checkpoint'])}")
-    table.caption_justify = "left"
-    return table
+    return _with_note(table, f"mean epoch {summary['mean_epoch_seconds']:.1f} s · "
+                      f"{summary['sequences_per_second']:,.0f} instances/s · peak "
+                      f"{format_bytes(summary['peak_memory_bytes'])} ({summary['memory_kind']}) · "
+                      f"{summary['device']} · checkpoint {summary['checkpoint']}")
 
 
 def sweep_table(rows: list[tuple[dict[str, Any], dict[str, Any]]]) -> Table:
