@@ -1,4 +1,4 @@
-"""Does S3Rec pretraining help fine-tuning on `synthetic`? (issue 4's open test, measured)
+"""Does S3Rec pretraining help fine-tuning on `synthetic`, and for how long? (issue 4, measured)
 
 For each number of pretraining epochs, pretrains (all four tasks unless `--tasks` says
 otherwise), fine-tunes with `bce` for `--finetune-epochs`, and fine-tunes the same SASRec from
@@ -13,7 +13,7 @@ fine-tuning sees it:
   RMS of the input embeddings. Large values mean the current item's identity is drowned.
 
     python benchmarks/pretrain_transfer.py [--pretrain-epochs 1,4,30] [--finetune-epochs 2]
-        [--items 300 --users 900 --mean-len 12] [--tasks aap,mip,map,sp]
+        [--items 300 --users 900 --mean-len 12] [--seed 0] [--tasks aap,mip,map,sp]
 """
 
 from __future__ import annotations
@@ -42,11 +42,12 @@ def make_config(work: Path, args: argparse.Namespace, pretrain_epochs: int) -> A
                {"aap": 0.2, "mip": 1.0, "map": 1.0, "sp": 0.5}.items()}
     return load_config(None, {
         "data": {"dataset": "synthetic", "items": args.items, "users": args.users,
-                 "mean_len": args.mean_len, "cache_dir": str(work / "cache")},
+                 "mean_len": args.mean_len, "seed": args.seed,
+                 "cache_dir": str(work / "cache")},
         "model": {"dim": 32, "layers": 1, "heads": 1, "dropout": 0.2, "max_len": 20},
-        "train": {"epochs": args.finetune_epochs, "patience": args.finetune_epochs,
-                  "batch_size": 128, "lr": args.lr, "loss": args.loss,
-                  "runs_dir": str(work / "runs")},
+        "train": {"seed": args.seed, "epochs": args.finetune_epochs,
+                  "patience": args.finetune_epochs, "batch_size": 128, "lr": args.lr,
+                  "loss": args.loss, "runs_dir": str(work / "runs")},
         "eval": {"ks": [10], "protocols": ["full", "sampled-99"]},
         "pretrain": {"epochs": pretrain_epochs, "batch_size": 256, "lr": args.pretrain_lr,
                      "checkpoint_every": pretrain_epochs, **weights},
@@ -100,6 +101,7 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=300)
     parser.add_argument("--users", type=int, default=900)
     parser.add_argument("--mean-len", type=float, default=12.0)
+    parser.add_argument("--seed", type=int, default=0, help="data and training seed")
     parser.add_argument("--tasks", default=",".join(TASKS),
                         type=lambda text: [t.strip() for t in text.split(",") if t.strip()])
     args = parser.parse_args()
