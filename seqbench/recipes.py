@@ -11,7 +11,7 @@ import dataclasses
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -30,6 +30,9 @@ from seqbench.engine.telemetry import device_description
 from seqbench.engine.trainer import ProgressSink, Schedule, Trainer, seed_everything
 from seqbench.errors import SeqbenchError
 from seqbench.runs.record import RunRecorder, check_runs_dir
+
+if TYPE_CHECKING:
+    from seqbench.runs.read import RunView
 
 log = logging.getLogger(__name__)
 
@@ -480,7 +483,7 @@ def resume_run(run_dir: Path, *, expected: str | None = None, console: Any = Non
                            resume_from=run_dir)
 
 
-def _check_extension(run_dir: Path, view: Any, time_limit_min: float | None) -> None:
+def _check_extension(run_dir: Path, view: RunView, time_limit_min: float | None) -> None:
     """A finished run goes on only if its time limit stopped it and a longer one is given."""
     stopped_by = (view.summary or {}).get("stop_reason")
     limit = (view.config.get("train") or {}).get("time_limit_min")
@@ -550,14 +553,9 @@ def _record_resumed(recorder: RunRecorder, state: dict[str, Any],
                     time_limit_min: float | None) -> None:
     """A "resumed" event; the epoch event a kill may have cut off after last.pt was saved; and
     a time limit given with `--resume`, written into config.json so the record stays true."""
-    from seqbench.runs.read import read_events_since, read_run
+    from seqbench.runs.read import read_events_since
 
-    view = read_run(recorder.path)
-    previous = ((view.config if view is not None else {}).get("train") or {}).get(
-        "time_limit_min")
-    limit_changed = time_limit_min != previous
-    if limit_changed:
-        recorder.amend_config("train", "time_limit_min", time_limit_min)
+    previous = recorder.amend_config("train", "time_limit_min", time_limit_min)
 
     events, _ = read_events_since(recorder.path, 0)
     recorded = [e.get("epoch") for e in events if e.get("event") == "epoch"]
@@ -570,6 +568,6 @@ def _record_resumed(recorder: RunRecorder, state: dict[str, Any],
                        peak_memory_bytes=last["peak_memory_bytes"],
                        memory_kind=last["memory_kind"], improved=last["improved"],
                        restored=True)
-    changed = {"time_limit_min": time_limit_min,
-               "previous_time_limit_min": previous} if limit_changed else {}
+    changed = ({"time_limit_min": time_limit_min, "previous_time_limit_min": previous}
+               if time_limit_min != previous else {})
     recorder.event("resumed", from_epoch=state["epoch"], **changed)

@@ -13,9 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SMALL_RUN, epochs_recorded
-
-SMALL = SMALL_RUN
+from tests.conftest import SMALL_RUN as SMALL
+from tests.conftest import epochs_recorded
 
 
 def seqbench(*args: str, cache: Path) -> subprocess.Popen[bytes]:

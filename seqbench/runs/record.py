@@ -107,14 +107,19 @@ class RunRecorder:
         log.info("resuming run %s in %s", recorder.run_id, path)
         return recorder
 
-    def amend_config(self, table: str, key: str, value: Any) -> None:
-        """Change one recorded setting of a resumed run (e.g. a longer time limit), so
-        config.json keeps describing how the run was actually trained."""
+    def amend_config(self, table: str, key: str, value: Any) -> Any:
+        """Set one recorded setting of a resumed run (e.g. a longer time limit), so config.json
+        keeps describing how the run was actually trained; returns the value it had (the file
+        is rewritten only if that differs)."""
         path = self.path / CONFIG_FILE
         try:
             config = json.loads(path.read_text())
-            config.setdefault(table, {})[key] = to_jsonable(value)
-            atomic_write_json(path, config)
+            previous = config.setdefault(table, {}).get(key)
+            value = to_jsonable(value)
+            if value != previous:
+                config[table][key] = value
+                atomic_write_json(path, config)
+            return previous
         except (OSError, ValueError) as exc:
             raise SeqbenchError(f"cannot update {path}: {getattr(exc, 'strerror', None) or exc}"
                                 ) from exc
