@@ -303,16 +303,22 @@ def pretrain(config: RunConfig, *, rank: int | None = None, console: Any = None,
     return summary
 
 
+# recorded in config.json's [finetune] table beside its options, but facts about the run's
+# start rather than options: a resumed run continues from its own last.pt, not from these
+FINETUNE_PROVENANCE = {"init_from", "pretrain_rank", "pretrain_epoch"}
+
+
 def finetune(context: BenchContext, config: RunConfig, *, init_from: Path | None,
              progress: ProgressSink | None = None) -> dict[str, Any]:
     """Next-item fine-tuning of SASRec, starting from a pretrained S3Rec encoder if given."""
     init_state: dict[str, torch.Tensor] | None = None
-    extra: dict[str, Any] = {"finetune": {"init_from": None}}
+    provenance: dict[str, Any] = {"init_from": None}
     if init_from is not None:
         checkpoint_path, init_state, meta = load_pretrained_encoder(init_from, context.dataset,
                                                                     _shape(config, context.dataset))
-        extra = {"finetune": {"init_from": str(checkpoint_path), "pretrain_rank": meta["rank"],
-                              "pretrain_epoch": meta["epoch"]}}
+        provenance = {"init_from": str(checkpoint_path), "pretrain_rank": meta["rank"],
+                      "pretrain_epoch": meta["epoch"]}
+    extra = {"finetune": provenance}  # the loss used is [train] loss
 
     def model_factory(shape: EncoderShape) -> nn.Module:
         model = SASRec(shape)
@@ -502,6 +508,8 @@ def config_from_record(recorded: dict[str, Any], run_dir: Path) -> RunConfig:
 
     tables = {f.name: {k: v for k, v in (recorded.get(f.name) or {}).items() if v is not None}
               for f in dataclasses.fields(RunConfig)}
+    for key in FINETUNE_PROVENANCE:
+        tables["finetune"].pop(key, None)
     try:
         return load_config(None, tables)
     except SeqbenchError as exc:

@@ -11,7 +11,15 @@ import torch
 
 from seqbench.config import RunConfig, load_config
 from seqbench.engine.sasrec import SASRec
-from seqbench.recipes import _shape, finetune, load_pretrained_encoder, prepare_bench, pretrain
+from seqbench.recipes import (
+    FINETUNE_PROVENANCE,
+    _shape,
+    finetune,
+    load_pretrained_encoder,
+    prepare_bench,
+    pretrain,
+    resume_run,
+)
 from seqbench.runs.record import load_checkpoint
 
 # attributes carry the transition structure here, so pretraining has something to learn
@@ -77,6 +85,25 @@ def test_finetune_starts_from_exactly_the_pretrained_encoder(
     for name, tensor in model.state_dict().items():
         assert torch.equal(tensor, saved[name]), name
     assert not any(k.startswith(("heads.", "attribute_emb.")) for k in state)
+
+
+def test_a_fine_tuning_from_a_checkpoint_resumes_to_the_same_result(
+        pretrained: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
+    """`finetune --resume` of a run started with `--from` (its config.json records where it
+    started) continues it and ends exactly as the same run left alone."""
+    checkpoint = Path(pretrained[1]["path"])
+    whole = config(tmp_path / "whole", loss="bce")
+    expected = finetune(prepare_bench(whole), whole, init_from=checkpoint)
+    cut = config(tmp_path / "cut", loss="bce", time_limit_min=1e-6)
+    stopped = finetune(prepare_bench(cut), cut, init_from=checkpoint)
+    assert stopped["stop_reason"] == "time-limit" and stopped["epochs_run"] == 1
+
+    resumed = resume_run(Path(stopped["path"]), expected="finetune", time_limit_min=600)
+    assert resumed["epochs_run"] == expected["epochs_run"] == 3
+    assert resumed["test"] == expected["test"] and resumed["valid"] == expected["valid"]
+    recorded = json.loads((Path(stopped["path"]) / "config.json").read_text())["finetune"]
+    assert recorded["init_from"] == str(checkpoint / "epoch-4.pt")
+    assert set(recorded) == FINETUNE_PROVENANCE
 
 
 def test_pretraining_gives_fine_tuning_a_head_start_at_equal_epochs(tmp_path: Path) -> None:
