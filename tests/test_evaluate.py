@@ -9,35 +9,29 @@ import pytest
 import torch
 
 from seqbench.engine.batches import HoldoutData, NextItemData, pad_left
+from seqbench.engine.encoder import EncoderShape
 from seqbench.engine.evaluate import (
+    Embedded,
     Evaluator,
     MostPopular,
     TrainStats,
+    embed,
     key_ids,
     order_keys,
     rank_full,
     rank_sampled,
     sample_negatives,
 )
+from seqbench.engine.sasrec import SASRec
 from tests.conftest import make_dataset
 
 CPU = torch.device("cpu")
 
 
-class FixedScorer:
+def fixed_scores(scores: np.ndarray) -> Embedded:
     """Scores given as a [users, items] matrix: user vector = one-hot row, table = scores.T."""
-
-    def __init__(self, scores: np.ndarray) -> None:
-        self.scores = torch.as_tensor(scores, dtype=torch.float32)
-        self.row = 0
-
-    def user_vectors(self, inputs: torch.Tensor) -> torch.Tensor:
-        rows = torch.arange(self.row, self.row + inputs.shape[0])
-        self.row += inputs.shape[0]
-        return torch.nn.functional.one_hot(rows, self.scores.shape[0]).float()
-
-    def item_table(self) -> torch.Tensor:
-        return self.scores.T.contiguous()
+    table = torch.as_tensor(scores, dtype=torch.float32).T.contiguous()
+    return Embedded(torch.eye(scores.shape[0]), table)
 
 
 def brute_force(scores: np.ndarray, target: int, excluded: set[int], k: int
@@ -90,7 +84,7 @@ def test_rank_full_matches_brute_force(tmp_path: Path, block_size: int, exclude_
     data = HoldoutData.build(ds, "test", max_len=5)
     scores = rng.integers(0, 4, size=(len(data), num_items)).astype(np.float32)  # many ties
     k = 12  # larger than the catalogue
-    ranking = rank_full(FixedScorer(scores), data, ds.items, k=k, device=CPU,
+    ranking = rank_full(fixed_scores(scores), data, ds.items, k=k, device=CPU,
                         exclude_seen=exclude_seen, batch_size=4, block_size=block_size)
     for row in range(len(data)):
         history = set(ds.items[data.history_starts[row]:data.history_ends[row]].tolist())
@@ -105,7 +99,7 @@ def test_rank_sampled_against_fixed_negatives(tmp_path: Path) -> None:
     data = HoldoutData.build(ds, "test", max_len=3)
     negatives = np.array([[4, 5, 6]])
     scores = np.array([[0.0, 0.0, 0.5, 0.9, 0.5, 0.1]], dtype=np.float32)  # target 3: 0.5
-    ranking = rank_sampled(FixedScorer(scores), data, negatives, k=10, device=CPU)
+    ranking = rank_sampled(fixed_scores(scores), data, negatives, k=10, device=CPU)
     assert ranking.ranks.tolist() == [2]  # item 4 scores higher; item 5 ties, higher id
     assert ranking.top.tolist() == [[4, 3, 5, 6, 0, 0, 0, 0, 0, 0]]
 
@@ -140,3 +134,41 @@ def test_train_stats_and_most_popular(tmp_path: Path) -> None:
     # most-popular list: 2, then 1 and 3 tied at 1 (1 first by id); targets are item 4
     assert results["full"]["HR@2"] == 0.0
     assert results["full"]["Coverage@2"] == pytest.approx(2 / 3)
+
+
+class CountingSASRec(SASRec):
+    """SASRec that notes the [users, columns] shape of every batch it scores."""
+
+    def __init__(self, shape: EncoderShape) -> None:
+        super().__init__(shape)
+        self.shapes: list[tuple[int, ...]] = []
+
+    def user_vectors(self, inputs: torch.Tensor) -> torch.Tensor:
+        self.shapes.append(tuple(inputs.shape))
+        return super().user_vectors(inputs)
+
+
+def test_both_protocols_share_one_pass_of_the_model(tmp_path: Path) -> None:
+    """The model runs once per batch of users however many protocols are evaluated (it costs
+    as much as the ranking on a CPU), on batches cut to their longest history; each protocol
+    ranks exactly as it does alone, and the cut inputs give the states the padded ones do."""
+    rng = np.random.default_rng(3)
+    sequences = [list(rng.choice(np.arange(1, 201), size=int(n), replace=False))
+                 for n in [12, 3, 4, 9, 3, 5, 12, 4, 3, 6]]
+    ds = make_dataset(tmp_path, sequences, num_items=200)
+    torch.manual_seed(0)
+    model = CountingSASRec(EncoderShape(num_items=200, max_len=12, dim=16, layers=2, heads=2))
+    model.eval()
+
+    def evaluate(protocols: list[str]) -> dict[str, dict[str, float]]:
+        return Evaluator(ds, "test", max_len=12, ks=[10], protocols=protocols, device=CPU,
+                         batch_size=4)(model)
+
+    both = evaluate(["full", "sampled-99"])
+    # test inputs are the sequences minus their last item, by length: 2 2 2 3 3 4 5 8 11 11
+    assert model.shapes == [(4, 3), (4, 8), (2, 11)]
+    assert both == {**evaluate(["full"]), **evaluate(["sampled-99"])}
+    data = HoldoutData.build(ds, "test", max_len=12)
+    padded = model.user_vectors(torch.from_numpy(data.inputs))
+    cut = embed(model, data, device=CPU, batch_size=4).users
+    assert torch.allclose(cut, padded, atol=1e-5)

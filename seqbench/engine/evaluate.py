@@ -15,7 +15,6 @@ so one integer comparison orders by (score desc, id asc) and `topk` returns the 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -81,9 +80,11 @@ class MostPopular:
 
 def order_keys(scores: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     """int64 keys ordering by score (descending) then id (ascending) in one comparison."""
-    bits = scores.float().contiguous().view(torch.int32).to(torch.int64)
-    ordered = bits ^ ((bits >> 31) & 0x7FFFFFFF)  # monotone in the float's value
-    return (ordered << 32) | (_ID_SPACE - ids)
+    bits = scores.float().contiguous().view(torch.int32)
+    keys = (bits ^ ((bits >> 31) & 0x7FFFFFFF)).to(torch.int64)  # monotone in the float's value
+    keys <<= 32  # in place, and the flip above in 32 bits: this runs on every score (CPU cost)
+    keys |= _ID_SPACE - ids
+    return keys
 
 
 def key_ids(keys: torch.Tensor) -> torch.Tensor:
@@ -124,19 +125,52 @@ class Ranking:
     top: np.ndarray
 
 
+@dataclass
+class Embedded:
+    """A model's vectors for one split: a row per holdout user (zeros for rows another process
+    ranks) and the item table. Computed once per evaluation, shared by the protocols."""
+
+    users: torch.Tensor
+    table: torch.Tensor
+
+
 @torch.no_grad()
-def rank_full(scorer: Scorer, data: HoldoutData, dataset_items: np.ndarray, *, k: int,
+def embed(scorer: Scorer, data: HoldoutData, *, device: torch.device, batch_size: int = 512,
+          shard: Shard = SINGLE) -> Embedded:
+    """Run the model once over the holdout inputs of this process's batches.
+
+    Users go through in order of history length, each batch cut to its longest history: most
+    of a left-padded [users, max_len] matrix is padding (short histories are the common case in
+    recommendation data), and the encoder gives the same states without the padded columns."""
+    table = scorer.item_table().float()
+    users = torch.zeros(len(data), table.shape[1], device=device)
+    starts = shard.batch_starts(len(data), batch_size)
+    rows = np.concatenate([np.arange(s, min(s + batch_size, len(data))) for s in starts]
+                          or [np.zeros(0, dtype=np.int64)])
+    lengths = (data.inputs[rows] != 0).sum(1)
+    order = np.argsort(lengths, kind="stable")
+    rows, lengths = rows[order], lengths[order]
+    for lo in range(0, len(rows), batch_size):
+        part = rows[lo:lo + batch_size]
+        width = max(1, int(lengths[lo:lo + batch_size].max()))  # sorted: the batch's longest
+        inputs = torch.from_numpy(data.inputs[part, -width:]).to(device)
+        users[torch.from_numpy(part).to(device)] = scorer.user_vectors(inputs).float()
+    return Embedded(users, table)
+
+
+@torch.no_grad()
+def rank_full(embedded: Embedded, data: HoldoutData, dataset_items: np.ndarray, *, k: int,
               device: torch.device, exclude_seen: bool = True, batch_size: int = 512,
               block_size: int = 32_768, shard: Shard = SINGLE) -> Ranking:
     """Exact rank of each target among all items, and the top-k lists, block by block.
     Under `shard`, only this rank's batches are filled (zeros elsewhere)."""
-    table = scorer.item_table().float()
+    table = embedded.table
     num_items = table.shape[0]
     ranks = np.zeros(len(data), dtype=np.int64)
     top = np.zeros((len(data), k), dtype=np.int64)
     for start in shard.batch_starts(len(data), batch_size):
         rows = np.arange(start, min(start + batch_size, len(data)))
-        users = scorer.user_vectors(torch.from_numpy(data.inputs[rows]).to(device)).float()
+        users = embedded.users[start:start + len(rows)]
         targets = torch.from_numpy(data.targets[rows]).to(device)
         target_keys = order_keys((users * table[targets - 1]).sum(-1), targets)
         if exclude_seen:
@@ -153,11 +187,11 @@ def rank_full(scorer: Scorer, data: HoldoutData, dataset_items: np.ndarray, *, k
             if exclude_seen:
                 sel = (hist_items > lo) & (hist_items <= hi)
                 keys[hist_rows[sel], hist_items[sel] - lo - 1] = _NONE
-            inside = (targets > lo) & (targets <= hi)
+            above = keys > target_keys[:, None]
             # The target never outranks itself, whatever rounding its block score got.
-            keys_vs_target = keys.clone()
-            keys_vs_target[inside.nonzero().squeeze(1), (targets[inside] - lo - 1)] = _NONE
-            greater += (keys_vs_target > target_keys[:, None]).sum(1)
+            inside = (targets > lo) & (targets <= hi)
+            above[inside.nonzero().squeeze(1), targets[inside] - lo - 1] = False
+            greater += above.sum(1)
             block_best = keys.topk(min(k, hi - lo), dim=1).values
             best = torch.cat([best, block_best], dim=1).topk(k, dim=1).values
         ranks[rows] = (greater + 1).cpu().numpy()
@@ -166,16 +200,16 @@ def rank_full(scorer: Scorer, data: HoldoutData, dataset_items: np.ndarray, *, k
 
 
 @torch.no_grad()
-def rank_sampled(scorer: Scorer, data: HoldoutData, negatives: np.ndarray, *, k: int,
+def rank_sampled(embedded: Embedded, data: HoldoutData, negatives: np.ndarray, *, k: int,
                  device: torch.device, batch_size: int = 512, shard: Shard = SINGLE) -> Ranking:
     """Rank of each target among itself and its fixed negatives; top-k of those candidates."""
-    table = scorer.item_table().float()
+    table = embedded.table
     ranks = np.zeros(len(data), dtype=np.int64)
     width = negatives.shape[1] + 1
     top = np.zeros((len(data), k), dtype=np.int64)
     for start in shard.batch_starts(len(data), batch_size):
         rows = np.arange(start, min(start + batch_size, len(data)))
-        users = scorer.user_vectors(torch.from_numpy(data.inputs[rows]).to(device)).float()
+        users = embedded.users[start:start + len(rows)]
         candidates = torch.from_numpy(np.concatenate(
             [data.targets[rows, None], negatives[rows]], axis=1)).to(device)
         keys = order_keys((users[:, None, :] * table[candidates - 1]).sum(-1), candidates)
@@ -217,21 +251,21 @@ class Evaluator:
         """{protocol: {metric: value}} for every requested protocol."""
         results: dict[str, dict[str, float]] = {}
         k = max(self.ks)
+        embedded = embed(scorer, self.data, device=self.device, batch_size=self.batch_size,
+                         shard=self.shard)
         for protocol in self.protocols:
-            ranking = self._rank(protocol, scorer, k)
+            ranking = self._rank(protocol, embedded, k)
             ranking = Ranking(*sum_across(self.shard, ranking.ranks, ranking.top))
             results[protocol] = summarize(ranking.ranks, ranking.top, self.ks,
                                           train_items=self.stats.train_items,
                                           weights=self.stats.weights)
         return results
 
-    def _rank(self, protocol: str, scorer: Scorer, k: int) -> Ranking:
-        rank: Callable[..., Ranking]
+    def _rank(self, protocol: str, embedded: Embedded, k: int) -> Ranking:
         if protocol == "full":
-            return rank_full(scorer, self.data, self.dataset.items, k=k, device=self.device,
+            return rank_full(embedded, self.data, self.dataset.items, k=k, device=self.device,
                              exclude_seen=self.exclude_seen, batch_size=self.batch_size,
                              block_size=self.block_size, shard=self.shard)
         assert self.negatives is not None
-        rank = rank_sampled
-        return rank(scorer, self.data, self.negatives, k=k, device=self.device,
-                    batch_size=self.batch_size, shard=self.shard)
+        return rank_sampled(embedded, self.data, self.negatives, k=k, device=self.device,
+                            batch_size=self.batch_size, shard=self.shard)
