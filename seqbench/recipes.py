@@ -447,7 +447,7 @@ def resume_run(run_dir: Path, *, expected: str | None = None, console: Any = Non
     run would (CPU). `time_limit_min` replaces the run's time limit (minutes over the whole
     run): so a run that stopped at its limit can go on, e.g. a CPU pretraining done in parts.
     """
-    from seqbench.runs.read import read_run
+    from seqbench.runs.read import read_run, run_writer
 
     run_dir = Path(run_dir)
     view = read_run(run_dir)
@@ -465,10 +465,10 @@ def resume_run(run_dir: Path, *, expected: str | None = None, console: Any = Non
     if view.status == "finished":
         _check_extension(run_dir, view, time_limit_min)
     if view.status == "running":
-        env = view.environment
+        writer = run_writer(view.config, view.events)
         raise SeqbenchError(f"{run_dir}: this run is still being written (process "
-                            f"{env.get('pid', '?')} on {env.get('hostname', '?')}); stop it "
-                            f"first, or resume it on the machine that ran it")
+                            f"{writer.get('pid', '?')} on {writer.get('hostname', '?')}); stop "
+                            f"it first, or resume it on the machine that ran it")
     config = config_from_record(recorded, run_dir)
     if time_limit_min is not None:
         config.train.time_limit_min = time_limit_min
@@ -561,7 +561,7 @@ def _record_resumed(recorder: RunRecorder, state: dict[str, Any],
                     time_limit_min: float | None) -> None:
     """A "resumed" event; the epoch event a kill may have cut off after last.pt was saved; and
     a time limit given with `--resume`, written into config.json so the record stays true."""
-    from seqbench.runs.read import read_events_since
+    from seqbench.runs.read import current_writer, read_events_since
 
     previous = recorder.amend_config("train", "time_limit_min", time_limit_min)
 
@@ -578,4 +578,4 @@ def _record_resumed(recorder: RunRecorder, state: dict[str, Any],
                        restored=True)
     changed = ({"time_limit_min": time_limit_min, "previous_time_limit_min": previous}
                if time_limit_min != previous else {})
-    recorder.event("resumed", from_epoch=state["epoch"], **changed)
+    recorder.event("resumed", from_epoch=state["epoch"], **changed, **current_writer())

@@ -241,6 +241,32 @@ def test_watcher_reads_only_what_was_appended(tmp_path: Path) -> None:
     assert watcher.listings == listings + 1
 
 
+def test_a_resumed_run_shows_running_while_its_resuming_process_lives(tmp_path: Path) -> None:
+    """`--resume` appends to a run the list shows as ended (killed: "unknown"; stopped by its
+    time limit: "finished", its summary.json removed); the next listing shows it running."""
+    from seqbench.runs.read import current_writer
+
+    killed = write_run(tmp_path, "r1", events=[epoch_event(1)])
+    config = json.loads((killed / "config.json").read_text())
+    config["environment"].update(pid=2**22 + 1, hostname=current_writer()["hostname"])  # gone
+    (killed / "config.json").write_text(json.dumps(config))
+    stopped = write_run(tmp_path, "r2", events=[epoch_event(1), {"event": "end", "time": START}])
+    (stopped / "summary.json").write_text(json.dumps({"status": "finished"}))
+    clock = [0.0]
+    watcher = RunsWatcher(tmp_path, clock=lambda: clock[0])
+    watcher.poll()
+    assert [watcher.runs[r].status for r in ("r1", "r2")] == ["unknown", "finished"]
+
+    (stopped / "summary.json").unlink()
+    for path in (killed, stopped):
+        append(path, {"event": "resumed", "time": START + 9, "from_epoch": 1, **current_writer()},
+               epoch_event(2))
+    clock[0] = 1.5
+    assert watcher.poll().changed == {"r1", "r2"}
+    for run in ("r1", "r2"):
+        assert watcher.runs[run].status == "running" and watcher.runs[run].series.epochs == [1, 2]
+
+
 # --- the app ---------------------------------------------------------------------------------
 
 def test_lists_runs_with_status_and_label(tmp_path: Path) -> None:

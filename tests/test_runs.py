@@ -202,21 +202,50 @@ def test_read_events_since_handles_missing_and_replaced_files(tmp_path: Path) ->
     assert events == [{"event": "start"}] and offset == events_file.stat().st_size
 
 
+def _dead_pid() -> int:
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    return int(done.stdout)
+
+
 def test_status_without_summary_follows_the_last_event(tmp_path: Path) -> None:
     rec = _create(tmp_path)
     rec.event("epoch", epoch=1)
     assert read_run(rec.path).status == "running"  # type: ignore[union-attr]
     # The same record, written by a process of this host that no longer exists:
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)
     config = json.loads((rec.path / "config.json").read_text())
-    config["environment"]["pid"] = int(dead.stdout)
+    config["environment"]["pid"] = _dead_pid()
     (rec.path / "config.json").write_text(json.dumps(config))
     assert read_run(rec.path).status == "unknown"  # type: ignore[union-attr]
     # ... or by another host, which cannot be checked:
     config["environment"]["hostname"] = "some-other-host.invalid"
     (rec.path / "config.json").write_text(json.dumps(config))
     assert read_run(rec.path).status == "running"  # type: ignore[union-attr]
+    rec.finish({})
+
+
+def test_a_resumed_run_is_running_while_the_process_that_resumed_it_lives(
+        tmp_path: Path) -> None:
+    """After `--resume` the writer is the resuming process, named in its "resumed" event: the
+    run reads as running while it lives (and another `--resume` is refused), not "unknown"
+    because the process that started it is gone."""
+    from seqbench.recipes import resume_run
+    from seqbench.runs.read import current_writer
+
+    rec = _create(tmp_path, config={"resolved": {"model": "sasrec"}})
+    config = json.loads((rec.path / "config.json").read_text())
+    config["environment"]["pid"] = _dead_pid()  # the starting process was killed
+    (rec.path / "config.json").write_text(json.dumps(config))
+    assert read_run(rec.path).status == "unknown"  # type: ignore[union-attr]
+
+    rec.event("resumed", from_epoch=1, **current_writer())  # this process goes on with it
+    rec.event("epoch", epoch=2)
+    assert read_run(rec.path).status == "running"  # type: ignore[union-attr]
+    with pytest.raises(SeqbenchError, match=f"still being written \\(process {os.getpid()} "):
+        resume_run(rec.path)
+
+    rec.event("resumed", from_epoch=2, pid=_dead_pid(), hostname=current_writer()["hostname"])
+    assert read_run(rec.path).status == "unknown"  # type: ignore[union-attr]
     rec.finish({})
 
 

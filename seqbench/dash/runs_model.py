@@ -80,6 +80,7 @@ class TrackedRun:
     series: RunSeries = field(default_factory=RunSeries)
     last_epoch: dict[str, Any] | None = None
     last_event: dict[str, Any] | None = None
+    last_resumed: dict[str, Any] | None = None  # names the process writing a resumed run
     protocol: str | None = None  # the first validation protocol, e.g. "full"
     memory_kind: str | None = None
     error: str | None = None
@@ -154,6 +155,8 @@ class TrackedRun:
                 self._add_epoch(event)
             elif kind == "failed":
                 self.error = str(event.get("error") or "failed")
+            elif kind == "resumed":  # goes on: its summary.json was removed, a new one comes
+                self.last_resumed, self.summary = event, None
         if changed:
             self.refresh_status()
             self.version += 1
@@ -185,7 +188,7 @@ class TrackedRun:
 
     def refresh_status(self) -> bool:
         """Recompute the status (summary.json first, then the last event, then the writer)."""
-        events = [self.last_event] if self.last_event is not None else []
+        events = [e for e in (self.last_resumed, self.last_event) if e is not None]
         status = run_status(self.config, events, self.summary)
         if status == self.status:
             return False
@@ -196,7 +199,7 @@ class TrackedRun:
         """Forget the events read so far: the file was replaced and is read again."""
         self.offset = 0
         self.series = RunSeries()
-        self.last_epoch = self.last_event = None
+        self.last_epoch = self.last_event = self.last_resumed = None
         self.protocol = self.memory_kind = self.error = None
         self.first_time = None
         self.version += 1
@@ -277,6 +280,8 @@ class RunsWatcher:
             if run_id in added:
                 continue
             check = run.status in LIVE_STATUSES  # e.g. its writer died without a word
+            if not check and reread is None and self._tail(run):  # appended to: resumed
+                result.changed.add(run_id)
             if reread is not None or (run.summary is None and run.summary_retries > 0):
                 run.summary_retries = max(0, run.summary_retries - 1)
                 run.summary = _read_json_object(run.path / SUMMARY_FILE)

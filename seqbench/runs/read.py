@@ -172,19 +172,33 @@ def run_status(config: dict[str, Any], events: list[dict[str, Any]],
     last = events[-1].get("event") if events else None
     if last in _TERMINAL_EVENTS:
         return _TERMINAL_EVENTS[last]
-    return "unknown" if _writer_is_gone(config) else "running"
+    return "unknown" if _writer_is_gone(run_writer(config, events)) else "running"
 
 
-def _writer_is_gone(config: dict[str, Any]) -> bool:
+def current_writer() -> dict[str, Any]:
+    """This process as a run's writer: what a "resumed" event records."""
+    return {"pid": os.getpid(), "hostname": socket.gethostname()}
+
+
+def run_writer(config: dict[str, Any], events: list[dict[str, Any]]) -> dict[str, Any]:
+    """Host and pid of the process that wrote the run last: the one that resumed it last, else
+    the one that started it (config.json)."""
+    for event in reversed(events):
+        if event.get("event") == "resumed" and "pid" in event:
+            return {"pid": event.get("pid"), "hostname": event.get("hostname")}
+    env = config.get("environment")
+    return env if isinstance(env, dict) else {}
+
+
+def _writer_is_gone(writer: dict[str, Any]) -> bool:
     """True only when the run was written on this host by a process that no longer exists.
 
     A run killed without a chance to record its end (SIGKILL, power loss) would otherwise say
     "running" forever. Runs from other hosts cannot be checked and stay "running".
     """
-    env = config.get("environment")
-    if not isinstance(env, dict) or env.get("hostname") != socket.gethostname():
+    if writer.get("hostname") != socket.gethostname():
         return False
-    pid = env.get("pid")
+    pid = writer.get("pid")
     if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
         return False
     try:
