@@ -150,10 +150,13 @@ def attention_mask(items: torch.Tensor, *, causal: bool) -> torch.Tensor:
     return allowed | eye
 
 
+INIT_STD = 0.02  # BERT/S3Rec: every weight matrix and embedding starts N(0, 0.02^2)
+
+
 def init_weights(module: nn.Module) -> None:
     """BERT/S3Rec-style initialisation: N(0, 0.02) weights, zero biases, unit LayerNorm."""
     if isinstance(module, nn.Linear | nn.Embedding):
-        nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        nn.init.normal_(module.weight, mean=0.0, std=INIT_STD)
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
         if isinstance(module, nn.Embedding) and module.padding_idx is not None:

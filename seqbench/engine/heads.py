@@ -7,6 +7,8 @@ of d^2 and rank <= r by construction. Both keep the d-sized bias of the original
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -21,6 +23,20 @@ class LowRankLinear(nn.Module):
         self.rank = rank
         self.down = nn.Linear(dim, rank, bias=False)  # U^T
         self.up = nn.Linear(rank, dim)  # V, and the bias b
+
+    def reset_parameters(self, std: float) -> None:
+        """Start V U^T at the scale of the full-rank W it replaces (entries of std `std`).
+
+        Each factor drawn N(0, std^2), as a full-rank head is, makes the product's entries
+        sqrt(r) * std^2: 0.0016 instead of 0.02 at r = 16. From that small start the low-rank
+        AAP loss plateaus for epochs (S3Rec Beauty, AAP only: 72.1 after 4 epochs against 37.9
+        with this init and 55.7 after 3 full-rank). A sum of r products of N(0, s^2) factors has
+        variance r s^4, so s = sqrt(std / sqrt(r)). The bias starts at zero.
+        """
+        factor_std = math.sqrt(std / math.sqrt(self.rank))
+        nn.init.normal_(self.down.weight, mean=0.0, std=factor_std)
+        nn.init.normal_(self.up.weight, mean=0.0, std=factor_std)
+        nn.init.zeros_(self.up.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.up(self.down(x))

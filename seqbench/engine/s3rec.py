@@ -28,8 +28,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from seqbench.data.dataset import Dataset
-from seqbench.engine.encoder import EncoderShape, TransformerEncoder, init_weights
-from seqbench.engine.heads import bilinear_head
+from seqbench.engine.encoder import INIT_STD, EncoderShape, TransformerEncoder, init_weights
+from seqbench.engine.heads import LowRankLinear, bilinear_head
 from seqbench.engine.pretrain_batches import PretrainBatch
 
 TASKS = ("aap", "mip", "map", "sp")
@@ -98,6 +98,9 @@ class S3RecPretrainer(nn.Module):
         for module in (self.attribute_emb, self.heads):
             if module is not None:
                 module.apply(init_weights)
+        for head in self.heads.values():
+            if isinstance(head, LowRankLinear):
+                head.reset_parameters(INIT_STD)
 
     def forward(self, batch: PretrainBatch, attributes: AttributeIndex | None
                 ) -> dict[str, torch.Tensor]:
