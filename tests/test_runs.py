@@ -523,3 +523,25 @@ def test_to_jsonable_keeps_plain_values() -> None:
     plain = {"a": [1, 2.5, "x", True, None], "b": {"c": False}}
     assert to_jsonable(plain) == plain
     assert type(to_jsonable(np.float64(0.25))) is float
+
+
+def test_runs_name_the_git_commit_they_ran_from(tmp_path: Path) -> None:
+    from seqbench.runs.record import source_revision
+
+    package = tmp_path / "checkout" / "seqbench"
+    package.mkdir(parents=True)
+    assert source_revision(package) is None  # not a git checkout (an installed wheel)
+    (package / "code.py").write_text("x = 1\n")
+    git = ["git", "-C", str(package.parent), "-c", "user.name=t", "-c", "user.email=t@t.invalid"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "c"], check=True)
+    head = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True,
+                          text=True).stdout.strip()
+    assert source_revision(package) == {"git_commit": head, "modified": False}
+    (package / "code.py").write_text("x = 2\n")
+    assert source_revision(package) == {"git_commit": head, "modified": True}
+    rec = _create(tmp_path / "runs")
+    recorded = json.loads((rec.path / "config.json").read_text())["environment"]["source"]
+    assert recorded == source_revision()  # this checkout's, recorded with every run
+    rec.finish({})

@@ -23,6 +23,7 @@ import re
 import secrets
 import shutil
 import socket
+import subprocess
 import tempfile
 import threading
 import time
@@ -303,6 +304,7 @@ def run_environment(started: float, run_id: str) -> dict[str, Any]:
     return {
         "run_id": run_id,
         "seqbench": __version__,
+        "source": source_revision(),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
@@ -315,6 +317,24 @@ def run_environment(started: float, run_id: str) -> dict[str, Any]:
         "started_at": dt.datetime.fromtimestamp(started, dt.timezone.utc).isoformat(),
         "started_unix": started,
     }
+
+
+def source_revision(package_dir: Path | None = None) -> dict[str, Any] | None:
+    """The git commit seqbench runs from, and whether its tracked files differ from it; None
+    when it is not a git checkout (an installed wheel: the version says it). The version alone
+    cannot tell two development states apart, and a figure should name the code that made it."""
+    root = (package_dir or Path(__file__).resolve().parents[1]).parent
+    if not (root / ".git").exists():
+        return None
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], check=True,
+                                capture_output=True, text=True, timeout=5).stdout.strip()
+        changes = subprocess.run(["git", "-C", str(root), "status", "--porcelain",
+                                  "--untracked-files=no"], check=True, capture_output=True,
+                                 text=True, timeout=5).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"git_commit": commit, "modified": bool(changes.strip())}
 
 
 def error_info(error: BaseException) -> dict[str, str]:
