@@ -169,6 +169,7 @@ def test_pretrain_without_attributes_names_the_tasks_to_switch_off(tmp_path: Pat
     summary = json.loads((run / "summary.json").read_text())
     assert set(summary["final_losses"]) == {"mip", "sp", "loss"}
     assert summary["checkpoint"] in ok.out  # printed whole, to copy into finetune --from
+    assert "generic · S3Rec pretraining (full) · seed 0 — 1 epochs" in ok.out  # not wrapped
 
 
 def test_bad_pretrain_options_are_one_line_errors(tmp_path: Path, cli) -> None:

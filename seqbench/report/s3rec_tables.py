@@ -48,7 +48,7 @@ def pretrain_table(summary: dict[str, Any]) -> Group:
     """Each task's loss in the first and the last epoch."""
     title = escape(f"{summary['dataset']} · S3Rec pretraining ({summary['variant']}) · seed "
                    f"{summary['seed']} — {summary['epochs_run']} epochs")
-    table = Table(title=title, title_justify="left")
+    table = Table(title=title, title_justify="left", min_width=len(title))  # title unwrapped
     for column in ("loss (per instance)", "first epoch", "last epoch"):
         table.add_column(column, justify="left" if column.startswith("loss") else "right")
     for name, last in summary["final_losses"].items():
