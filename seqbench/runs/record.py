@@ -22,7 +22,6 @@ import platform
 import re
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 import threading
@@ -39,7 +38,7 @@ from seqbench import __version__
 from seqbench.engine.telemetry import usable_cpus
 from seqbench.errors import SeqbenchError
 from seqbench.fsutil import atomic_file, atomic_write_json, interrupts_deferred
-from seqbench.runs.read import CONFIG_FILE, EVENTS_FILE, SUMMARY_FILE
+from seqbench.runs.read import CONFIG_FILE, EVENTS_FILE, SUMMARY_FILE, current_writer
 
 log = logging.getLogger(__name__)
 
@@ -311,8 +310,7 @@ def run_environment(started: float, run_id: str) -> dict[str, Any]:
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
         "cpus_usable": usable_cpus(),
-        "hostname": socket.gethostname(),
-        "pid": os.getpid(),
+        **current_writer(),  # the host and pid a reader checks to see if the run is alive
         "cuda_devices": _cuda_devices(),
         "started_at": dt.datetime.fromtimestamp(started, dt.timezone.utc).isoformat(),
         "started_unix": started,
