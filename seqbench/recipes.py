@@ -25,6 +25,15 @@ from seqbench.engine.encoder import EncoderShape, count_parameters
 from seqbench.engine.evaluate import Evaluator, MostPopular, TrainStats
 from seqbench.engine.losses import build_loss, parse_filter_eps
 from seqbench.engine.next_item import NextItemTask
+from seqbench.engine.s3rec import (
+    ATTRIBUTE_TASKS,
+    AttributeIndex,
+    HeadsConfig,
+    S3RecPretrainer,
+    parse_lowrank_heads,
+    tasks_needing_attributes,
+    variant_name,
+)
 from seqbench.engine.sasrec import SASRec
 from seqbench.engine.telemetry import device_description
 from seqbench.engine.trainer import ProgressSink, Schedule, Trainer, seed_everything
@@ -205,14 +214,6 @@ def pretrain(config: RunConfig, *, rank: int | None = None, console: Any = None,
     from seqbench.engine.params import parameter_account
     from seqbench.engine.pretrain_batches import PretrainData
     from seqbench.engine.pretrain_task import PretrainTask
-    from seqbench.engine.s3rec import (
-        AttributeIndex,
-        HeadsConfig,
-        S3RecPretrainer,
-        parse_lowrank_heads,
-        tasks_needing_attributes,
-    )
-
     pre = config.pretrain
     if rank is not None:
         pre = dataclasses.replace(pre, rank=rank, lowrank=True)
@@ -243,7 +244,7 @@ def pretrain(config: RunConfig, *, rank: int | None = None, console: Any = None,
                         autocast_dtype=autocast,
                         shard=shard, forward=forward)
     optimizer = torch.optim.Adam(model.parameters(), lr=pre.lr, weight_decay=train.weight_decay)
-    variant = f"r{heads.rank}" if heads.rank else "full"
+    variant = heads.variant
     resolved = {
         **config.to_dict(),
         "resolved": {"model": PRETRAIN_KIND, "device": device_description(device),
@@ -305,7 +306,7 @@ def pretrain(config: RunConfig, *, rank: int | None = None, console: Any = None,
 
 # recorded in config.json's [finetune] table beside its options, but facts about the run's
 # start rather than options: a resumed run continues from its own last.pt, not from these
-FINETUNE_PROVENANCE = {"init_from", "pretrain_rank", "pretrain_epoch"}
+FINETUNE_PROVENANCE = {"init_from", "pretrain_rank", "pretrain_variant", "pretrain_epoch"}
 
 
 def finetune(context: BenchContext, config: RunConfig, *, init_from: Path | None,
@@ -317,7 +318,7 @@ def finetune(context: BenchContext, config: RunConfig, *, init_from: Path | None
         checkpoint_path, init_state, meta = load_pretrained_encoder(init_from, context.dataset,
                                                                     _shape(config, context.dataset))
         provenance = {"init_from": str(checkpoint_path), "pretrain_rank": meta["rank"],
-                      "pretrain_epoch": meta["epoch"]}
+                      "pretrain_variant": meta["variant"], "pretrain_epoch": meta["epoch"]}
     extra = {"finetune": provenance}  # the loss used is [train] loss
 
     def model_factory(shape: EncoderShape) -> nn.Module:
@@ -363,7 +364,9 @@ def load_pretrained_encoder(init_from: Path, dataset: Dataset, shape: EncoderSha
     encoder = {k: v for k, v in state["model"].items() if k.startswith("encoder.")}
     if not encoder:
         raise SeqbenchError(f"{path}: the checkpoint holds no encoder weights")
-    meta = {"rank": state.get("rank"), "epoch": state.get("epoch")}
+    heads = state.get("lowrank_heads") or ATTRIBUTE_TASKS
+    meta = {"rank": state.get("rank"), "epoch": state.get("epoch"),
+            "variant": variant_name(state.get("rank"), heads)}
     return path, encoder, meta
 
 

@@ -20,6 +20,7 @@ from seqbench.engine.s3rec import (
     HeadsConfig,
     S3RecPretrainer,
     parse_lowrank_heads,
+    variant_name,
 )
 from tests.conftest import make_dataset
 
@@ -244,6 +245,18 @@ def test_lowrank_heads_option() -> None:
     assert parse_lowrank_heads("mip, sp") == ("mip", "sp")
     with pytest.raises(ValueError, match="lowrank-heads"):
         parse_lowrank_heads("aap,xyz")
+
+
+def test_variant_names_tell_apart_which_heads_are_low_rank() -> None:
+    """Runs and `compare` name a pretraining by its rank and, unless it is the default AAP and
+    MAP, by its low-rank heads: an AAP-only r16 is not listed as the same variant as r16."""
+    assert variant_name(None) == "full"
+    assert variant_name(16, parse_lowrank_heads("attributes")) == "r16"
+    assert variant_name(16, ("map", "aap")) == "r16"  # order as given does not matter
+    assert variant_name(16, parse_lowrank_heads("aap")) == "r16-aap"
+    assert variant_name(8, parse_lowrank_heads("all")) == "r8-all"
+    assert variant_name(4, parse_lowrank_heads("sp,mip")) == "r4-mip+sp"
+    assert HeadsConfig(DEFAULT_WEIGHTS, rank=16, lowrank_heads=("aap",)).variant == "r16-aap"
 
 
 def test_sp_is_zero_when_no_prefix_is_long_enough(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from seqbench.recipes import (
     resume_run,
 )
 from seqbench.runs.record import load_checkpoint
+from tests.test_compare import json_rows
 
 # attributes carry the transition structure here, so pretraining has something to learn
 SMALL = {"dataset": "synthetic", "items": 300, "users": 900, "mean_len": 12.0}
@@ -104,6 +105,19 @@ def test_a_fine_tuning_from_a_checkpoint_resumes_to_the_same_result(
     recorded = json.loads((Path(stopped["path"]) / "config.json").read_text())["finetune"]
     assert recorded["init_from"] == str(checkpoint / "epoch-4.pt")
     assert set(recorded) == FINETUNE_PROVENANCE
+
+
+def test_a_variant_with_other_low_rank_heads_is_recorded_and_compared_as_such(
+        tmp_path: Path) -> None:
+    """An AAP-only low-rank pretraining and the model fine-tuned from it read as "r16-aap" in
+    `compare`, not as the default "r16" (AAP and MAP) they would otherwise be mistaken for."""
+    pre = pretrain(config(tmp_path, pretrain_={"epochs": 1, "lowrank_heads": "aap"}), rank=16)
+    assert pre["variant"] == "r16-aap" and "-r16_aap-" in pre["run_id"]
+    tuned = config(tmp_path, loss="bce", epochs=1)
+    finetune(prepare_bench(tuned), tuned, init_from=Path(pre["path"]))
+    rows = json_rows(tmp_path / "runs")
+    assert {(row["model"], row["variant"]) for row in rows} == {  # a row per protocol
+        ("s3rec", "r16-aap"), ("s3rec-pretrain", "r16-aap")}
 
 
 def test_pretraining_gives_fine_tuning_a_head_start_at_equal_epochs(tmp_path: Path) -> None:

@@ -52,6 +52,24 @@ class HeadsConfig:
     def rank_of(self, task: str) -> int | None:
         return self.rank if task in self.lowrank_heads else None
 
+    @property
+    def variant(self) -> str:
+        return variant_name(self.rank, self.lowrank_heads)
+
+
+def variant_name(rank: int | None, lowrank_heads: Sequence[str] = ATTRIBUTE_TASKS) -> str:
+    """How runs and tables name a pretraining model: "full", "r16" (AAP and MAP low-rank, the
+    default), "r16-all", or the low-rank heads spelled out ("r16-aap"), so that variants which
+    differ only in their low-rank heads are never listed as one."""
+    if rank is None:
+        return "full"
+    heads = tuple(t for t in TASKS if t in lowrank_heads)
+    if heads == ATTRIBUTE_TASKS:
+        return f"r{rank}"
+    if heads == TASKS:
+        return f"r{rank}-all"
+    return f"r{rank}-" + "+".join(heads)
+
 
 class AttributeIndex:
     """Item -> attribute ids (CSR) on the training device, for gathering BCE targets."""

@@ -353,7 +353,10 @@ def _thousands() -> Any:
 
 
 def _rank_tick(variant: str | None) -> str:
-    if variant and variant.startswith("r") and variant[1:].isdigit():
+    """The rank axis label: "16" for r16, "16-aap" for r16-aap, "full" as is."""
+    from seqbench.report.compare.rows import variant_rank
+
+    if variant and variant_rank(variant) is not None:
         return variant[1:]
     return variant or "?"
 

@@ -36,7 +36,7 @@ class RunFacts:
     loss: str  # train.loss ("ce", "cce", ...), or PRETRAIN_LOSS
     backend: str  # e.g. "cce[cuda-kernel]"
     seed: int | None
-    variant: str | None  # S3Rec: "r16" or "full" (pretrain runs and runs fine-tuned from one)
+    variant: str | None  # S3Rec: "full", "r16", "r16-aap", ... (pretraining and its fine-tunes)
     rank: int | None  # S3Rec: the low-rank heads' rank; None for full-rank or plain runs
     device: str | None
     status: str
@@ -119,7 +119,8 @@ def run_facts(view: RunView) -> RunFacts:
 
 def _variant(config: dict[str, Any], summary: dict[str, Any], is_pretrain: bool
              ) -> tuple[str | None, int | None]:
-    """S3Rec's pretraining variant ("r16" or "full") and rank, for pretrain and fine-tune runs."""
+    """S3Rec's pretraining variant ("full", "r16", "r16-aap", ...) and rank, for pretrain and
+    fine-tune runs."""
     if is_pretrain:
         rank = _section(config, "resolved").get("rank")
     else:
@@ -128,8 +129,8 @@ def _variant(config: dict[str, Any], summary: dict[str, Any], is_pretrain: bool
             return None, None
         rank = finetune.get("pretrain_rank")
     rank = rank if isinstance(rank, int) and not isinstance(rank, bool) else None
-    variant = summary.get("variant") if is_pretrain else None
-    if not isinstance(variant, str):
+    variant = summary.get("variant") if is_pretrain else finetune.get("pretrain_variant")
+    if not isinstance(variant, str):  # runs recorded before variants named their heads
         variant = f"r{rank}" if rank else "full"
     return variant, rank
 

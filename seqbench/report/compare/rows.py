@@ -5,6 +5,7 @@ reading order. Every output format and the charts share these statistics.
 from __future__ import annotations
 
 import logging
+import re
 import statistics
 import sys
 from collections.abc import Callable, Iterable
@@ -152,9 +153,14 @@ def _protocol_order(facts: list[RunFacts], options: CompareOptions) -> dict[str 
 
 
 def rank_order(variant: str | None) -> tuple[int, str]:
-    """r4 < r8 < r16 < full; runs without a variant first."""
+    """r4 < r8 < r16 < r16-aap < full; runs without a variant first."""
     if variant is None:
         return (-1, "")
-    if variant.startswith("r") and variant[1:].isdigit():
-        return (int(variant[1:]), variant)
-    return (sys.maxsize, variant)
+    rank = variant_rank(variant)
+    return (rank if rank is not None else sys.maxsize, variant)
+
+
+def variant_rank(variant: str) -> int | None:
+    """16 for "r16" and "r16-aap"; None for "full" (or anything else)."""
+    match = re.fullmatch(r"r(\d+)(-.+)?", variant)
+    return int(match.group(1)) if match else None
