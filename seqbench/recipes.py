@@ -26,14 +26,13 @@ from seqbench.engine.evaluate import Evaluator, MostPopular, TrainStats
 from seqbench.engine.losses import build_loss, parse_filter_eps
 from seqbench.engine.next_item import NextItemTask
 from seqbench.engine.s3rec import (
-    ATTRIBUTE_TASKS,
     AttributeIndex,
     HeadsConfig,
     S3RecPretrainer,
     parse_lowrank_heads,
     tasks_needing_attributes,
-    variant_name,
 )
+from seqbench.engine.s3rec_tasks import ATTRIBUTE_TASKS, variant_name
 from seqbench.engine.sasrec import SASRec
 from seqbench.engine.telemetry import device_description
 from seqbench.engine.trainer import ProgressSink, Schedule, Trainer, seed_everything

@@ -335,6 +335,24 @@ def test_pretrain_runs_are_listed_unless_the_loss_filter_excludes_them(tmp_path:
         "s3rec-pretrain"]
 
 
+def test_variants_come_from_the_config_also_while_running_or_from_older_records(
+        tmp_path: Path) -> None:
+    """A pretraining still being written (no summary yet) is named from its config, low-rank
+    heads included; a fine-tune recorded before `pretrain_variant` existed falls back to its
+    rank; a newer one carries the pretraining's variant."""
+    running = fake_run(tmp_path, pretrain_rank=16, status="running", dataset="a")
+    config = json.loads((running / "config.json").read_text())
+    config["resolved"]["lowrank_heads"] = ["aap"]
+    (running / "config.json").write_text(json.dumps(config))
+    fake_run(tmp_path, model="s3rec", loss="bce", dataset="b",
+             finetune={"init_from": "x/epoch-9.pt", "pretrain_rank": 16, "pretrain_epoch": 9})
+    fake_run(tmp_path, model="s3rec", loss="bce", dataset="c",
+             finetune={"init_from": "y/epoch-9.pt", "pretrain_rank": 8, "pretrain_epoch": 9,
+                       "pretrain_variant": "r8-all"})
+    variants = {row["dataset"]: row["variant"] for row in json_rows(tmp_path)}
+    assert variants == {"a": "r16-aap", "b": "r16", "c": "r8-all"}
+
+
 def test_non_run_directory_is_reported_once_and_skipped(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     fake_run(tmp_path, loss="ce")

@@ -31,9 +31,8 @@ from seqbench.data.dataset import Dataset
 from seqbench.engine.encoder import INIT_STD, EncoderShape, TransformerEncoder, init_weights
 from seqbench.engine.heads import LowRankLinear, bilinear_head
 from seqbench.engine.pretrain_batches import PretrainBatch
+from seqbench.engine.s3rec_tasks import ATTRIBUTE_TASKS, TASKS, variant_name
 
-TASKS = ("aap", "mip", "map", "sp")
-ATTRIBUTE_TASKS = ("aap", "map")
 DEFAULT_WEIGHTS = {"aap": 0.2, "mip": 1.0, "map": 1.0, "sp": 0.5}
 
 
@@ -55,20 +54,6 @@ class HeadsConfig:
     @property
     def variant(self) -> str:
         return variant_name(self.rank, self.lowrank_heads)
-
-
-def variant_name(rank: int | None, lowrank_heads: Sequence[str] = ATTRIBUTE_TASKS) -> str:
-    """How runs and tables name a pretraining model: "full", "r16" (AAP and MAP low-rank, the
-    default), "r16-all", or the low-rank heads spelled out ("r16-aap"), so that variants which
-    differ only in their low-rank heads are never listed as one."""
-    if rank is None:
-        return "full"
-    heads = tuple(t for t in TASKS if t in lowrank_heads)
-    if heads == ATTRIBUTE_TASKS:
-        return f"r{rank}"
-    if heads == TASKS:
-        return f"r{rank}-all"
-    return f"r{rank}-" + "+".join(heads)
 
 
 class AttributeIndex:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from seqbench.engine.s3rec_tasks import ATTRIBUTE_TASKS, variant_name
 from seqbench.errors import SeqbenchError
 from seqbench.report.compare.options import CompareOptions
 from seqbench.runs.read import RunView, list_runs, read_run
@@ -87,7 +88,7 @@ def run_facts(view: RunView) -> RunFacts:
                                                         "?"))
     backend = PRETRAIN_LOSS if is_pretrain else str(
         _first(summary.get("loss_backend"), resolved.get("loss_backend"), loss))
-    variant, rank = _variant(config, summary, is_pretrain)
+    variant, rank = _variant(config, is_pretrain)
     epochs = view.events_of("epoch")
     epoch_seconds = [s for s in (_number(e.get("epoch_seconds")) for e in epochs) if s is not None]
     memory = [m for m in (_number(e.get("peak_memory_bytes")) for e in epochs) if m is not None]
@@ -117,21 +118,23 @@ def run_facts(view: RunView) -> RunFacts:
     )
 
 
-def _variant(config: dict[str, Any], summary: dict[str, Any], is_pretrain: bool
-             ) -> tuple[str | None, int | None]:
+def _variant(config: dict[str, Any], is_pretrain: bool) -> tuple[str | None, int | None]:
     """S3Rec's pretraining variant ("full", "r16", "r16-aap", ...) and rank, for pretrain and
-    fine-tune runs."""
+    fine-tune runs; from the config, so that a run still being written has it too."""
     if is_pretrain:
-        rank = _section(config, "resolved").get("rank")
+        resolved = _section(config, "resolved")
+        rank, heads = resolved.get("rank"), resolved.get("lowrank_heads")
+        variant = None
     else:
         finetune = _section(config, "finetune")
         if "pretrain_rank" not in finetune or not finetune.get("init_from"):
             return None, None
-        rank = finetune.get("pretrain_rank")
+        rank, heads = finetune.get("pretrain_rank"), None
+        variant = finetune.get("pretrain_variant")
     rank = rank if isinstance(rank, int) and not isinstance(rank, bool) else None
-    variant = summary.get("variant") if is_pretrain else finetune.get("pretrain_variant")
-    if not isinstance(variant, str):  # runs recorded before variants named their heads
-        variant = f"r{rank}" if rank else "full"
+    if not isinstance(variant, str):  # fine-tunes recorded before variants named their heads
+        heads = heads if isinstance(heads, list) and heads else ATTRIBUTE_TASKS
+        variant = variant_name(rank, [str(h) for h in heads])
     return variant, rank
 
 
