@@ -132,7 +132,7 @@ def _variant(config: dict[str, Any], is_pretrain: bool) -> tuple[str | None, int
         rank, heads = finetune.get("pretrain_rank"), None
         variant = finetune.get("pretrain_variant")
     rank = rank if isinstance(rank, int) and not isinstance(rank, bool) else None
-    if not isinstance(variant, str):  # fine-tunes recorded before variants named their heads
+    if not isinstance(variant, str):  # pretraining; or a fine-tune without pretrain_variant
         heads = heads if isinstance(heads, list) and heads else ATTRIBUTE_TASKS
         variant = variant_name(rank, [str(h) for h in heads])
     return variant, rank
