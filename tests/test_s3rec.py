@@ -20,8 +20,8 @@ from seqbench.engine.s3rec import (
     HeadsConfig,
     S3RecPretrainer,
     parse_lowrank_heads,
-    variant_name,
 )
+from seqbench.engine.s3rec_tasks import variant_name, variant_rank
 from tests.conftest import make_dataset
 
 NUM_ITEMS = 12
@@ -257,6 +257,7 @@ def test_variant_names_tell_apart_which_heads_are_low_rank() -> None:
     assert variant_name(8, parse_lowrank_heads("all")) == "r8-all"
     assert variant_name(4, parse_lowrank_heads("sp,mip")) == "r4-mip+sp"
     assert HeadsConfig(DEFAULT_WEIGHTS, rank=16, lowrank_heads=("aap",)).variant == "r16-aap"
+    assert [variant_rank(v) for v in ("r16", "r16-aap", "r8-all", "full")] == [16, 16, 8, None]
 
 
 def test_sp_is_zero_when_no_prefix_is_long_enough(tmp_path: Path) -> None:

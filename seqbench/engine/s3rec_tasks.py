@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 TASKS = ("aap", "mip", "map", "sp")
@@ -20,3 +21,9 @@ def variant_name(rank: int | None, lowrank_heads: Sequence[str] = ATTRIBUTE_TASK
     if heads == TASKS:
         return f"r{rank}-all"
     return f"r{rank}-" + "+".join(heads)
+
+
+def variant_rank(variant: str) -> int | None:
+    """The rank in a `variant_name`: 16 for "r16" and "r16-aap"; None for "full"."""
+    match = re.fullmatch(r"r(\d+)(-.+)?", variant)
+    return int(match.group(1)) if match else None

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from seqbench.engine.s3rec_tasks import variant_rank
 from seqbench.errors import SeqbenchError
 from seqbench.fsutil import atomic_write_bytes
 
@@ -354,8 +355,6 @@ def _thousands() -> Any:
 
 def _rank_tick(variant: str | None) -> str:
     """The rank axis label: "16" for r16, "16-aap" for r16-aap, "full" as is."""
-    from seqbench.report.compare.rows import variant_rank
-
     if variant and variant_rank(variant) is not None:
         return variant[1:]
     return variant or "?"

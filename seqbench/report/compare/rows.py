@@ -5,13 +5,13 @@ reading order. Every output format and the charts share these statistics.
 from __future__ import annotations
 
 import logging
-import re
 import statistics
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from seqbench.engine.s3rec_tasks import variant_rank
 from seqbench.report.compare.facts import RunFacts, _number
 from seqbench.report.compare.options import CompareOptions
 
@@ -158,9 +158,3 @@ def rank_order(variant: str | None) -> tuple[int, str]:
         return (-1, "")
     rank = variant_rank(variant)
     return (rank if rank is not None else sys.maxsize, variant)
-
-
-def variant_rank(variant: str) -> int | None:
-    """16 for "r16" and "r16-aap"; None for "full" (or anything else)."""
-    match = re.fullmatch(r"r(\d+)(-.+)?", variant)
-    return int(match.group(1)) if match else None
