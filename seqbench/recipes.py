@@ -25,6 +25,9 @@ from seqbench.engine.encoder import EncoderShape, count_parameters
 from seqbench.engine.evaluate import Evaluator, MostPopular, TrainStats
 from seqbench.engine.losses import build_loss, parse_filter_eps
 from seqbench.engine.next_item import NextItemTask
+from seqbench.engine.params import parameter_account
+from seqbench.engine.pretrain_batches import PretrainData
+from seqbench.engine.pretrain_task import PretrainTask
 from seqbench.engine.s3rec import (
     AttributeIndex,
     HeadsConfig,
@@ -210,9 +213,6 @@ def pretrain(config: RunConfig, *, rank: int | None = None, console: Any = None,
              resume_from: Path | None = None, shard: Shard = SINGLE) -> dict[str, Any]:
     """One recorded S3Rec pretraining run; a `rank` makes it low-rank with that rank.
     With `resume_from` (a pretraining run directory) it continues that run."""
-    from seqbench.engine.params import parameter_account
-    from seqbench.engine.pretrain_batches import PretrainData
-    from seqbench.engine.pretrain_task import PretrainTask
     pre = config.pretrain
     if rank is not None:
         pre = dataclasses.replace(pre, rank=rank, lowrank=True)
