@@ -11,7 +11,7 @@ from seqbench.data.presets import PRESETS
 from seqbench.errors import SeqbenchError
 from tests.conftest import write
 
-CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.toml"))
+CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.toml"))
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)

@@ -21,7 +21,7 @@ from seqbench.recipes import (
     resume_run,
 )
 from seqbench.runs.record import load_checkpoint
-from tests.test_compare import json_rows
+from tests.report.test_compare import json_rows
 
 # attributes carry the transition structure here, so pretraining has something to learn
 SMALL = {"dataset": "synthetic", "items": 300, "users": 900, "mean_len": 12.0}

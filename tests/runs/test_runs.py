@@ -31,7 +31,7 @@ from seqbench.runs.record import (
     to_jsonable,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 RUN_ID = re.compile(r"^\d{8}-\d{6}(-[a-z0-9._]+)*-[0-9a-f]{4}$")
 
 
