@@ -28,8 +28,8 @@ fi
 
 if run_phase 1; then
 echo "== 1. CUDA tests (kernel vs CE, CUDA peak meter) and a CUDA smoke run"
-timeout 120 "$py" -m pytest -q -p no:cacheprovider tests/test_losses.py tests/test_telemetry.py \
-  tests/test_evaluate.py
+timeout 120 "$py" -m pytest -q -p no:cacheprovider tests/engine/test_losses.py tests/engine/test_telemetry.py \
+  tests/engine/test_evaluate.py
 timeout 60 "${sb[@]}" bench --epochs 1 --runs-dir "$runs/smoke"
 fi
 
