@@ -8,6 +8,7 @@ process owns it, so a later run can sweep what a killed process left behind.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -17,6 +18,8 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
+
+from seqbench.errors import SeqbenchError
 
 STAGING_PREFIX = ".staging-"
 
@@ -63,17 +66,60 @@ def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
 
 
+def writable_dir(path: Path, purpose: str = "directory", hint: str = "") -> Path:
+    """`path`, created if missing, checked to be a directory this process may write in.
+
+    Called before any work that ends in writing there, so a directory that cannot exist
+    (`/proc/x`, a path below a file) or is read-only is one line naming it and why, not an
+    OSError from deep inside a write. `hint` (what to do instead) ends the message.
+    """
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise unusable_dir(path, exc, purpose, hint) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise unusable_dir(
+            path, PermissionError(errno.EACCES, os.strerror(errno.EACCES)), purpose, hint
+        )
+    return path
+
+
+def unusable_dir(
+    path: Path, exc: OSError, purpose: str = "directory", hint: str = ""
+) -> SeqbenchError:
+    """The one-line error for a directory that could not be created or written in.
+
+    Says which part of the path is in the way: the OS reason alone ("No such file or
+    directory" for a directory being created) would only confuse.
+    """
+    existing = path
+    while not os.path.exists(existing) and existing.parent != existing:
+        existing = existing.parent
+    reason = exc.strerror or str(exc)
+    if not os.path.isdir(existing):
+        why = f"{existing} is a file, not a directory"
+    elif existing != path:
+        why = f"cannot create directories in {existing} ({reason})"
+    else:
+        why = f"cannot write in it ({reason})"
+    return SeqbenchError(f"{path}: cannot be used as the {purpose}: {why}{hint}")
+
+
 @contextlib.contextmanager
 def staging_dir(parent: Path, name: str) -> Iterator[Path]:
     """A fresh directory to build `parent/name` in; removed again if the build does not finish.
 
     The caller renames it into place with `commit`. Ctrl-C, SIGTERM (turned into SystemExit
     by the CLI) and errors all pass through the cleanup; only SIGKILL can leave it behind,
-    and `sweep_stale` removes it on the next run.
+    and `sweep_stale` removes it on the next run. A `parent` that cannot be created or
+    written in is a `SeqbenchError` naming it.
     """
-    parent.mkdir(parents=True, exist_ok=True)
-    sweep_stale(parent)
-    path = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-{name}-", dir=parent))
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        sweep_stale(parent)
+        path = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-{name}-", dir=parent))
+    except OSError as exc:
+        raise unusable_dir(parent, exc) from None
     try:
         yield path
     finally:
@@ -84,10 +130,13 @@ def commit(staging: Path, final: Path) -> bool:
     """Move a finished staging directory to `final`; False if another process got there first."""
     try:
         os.rename(staging, final)
-    except OSError:
+    except OSError as exc:
         if final.is_dir():
             return False
-        raise
+        raise SeqbenchError(
+            f"{final}: cannot move the finished build there from {staging.name} "
+            f"({exc.strerror or exc})"
+        ) from None
     return True
 
 

@@ -40,7 +40,7 @@ from rich.progress import (
 from seqbench import __version__
 from seqbench.data.presets import Download
 from seqbench.errors import SeqbenchError
-from seqbench.fsutil import atomic_write_json
+from seqbench.fsutil import atomic_write_json, writable_dir
 
 try:
     import fcntl
@@ -84,11 +84,7 @@ def fetch(
     left by an interrupted run is resumed. `console` shows a progress bar, `mirror` replaces
     the host (see `mirror_from_env`), `timeout` bounds connecting and each read (seconds).
     """
-    dest_dir = Path(dest_dir)
-    try:
-        dest_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise SeqbenchError(f"cannot create {dest_dir}: {exc.strerror or exc}") from None
+    dest_dir = writable_dir(Path(dest_dir), "download directory")
     files = _verified_files(download, dest_dir)
     if files is not None:
         log.debug("%s: already downloaded and verified", download.filename)

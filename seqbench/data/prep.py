@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import fnmatch
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,10 +21,10 @@ from seqbench.config import DataConfig
 from seqbench.data.cache import cache_key, file_sha256, sequence_stats, write_arrays
 from seqbench.data.dataset import Dataset
 from seqbench.data.pipeline import build
-from seqbench.data.presets import Preset, get_preset
+from seqbench.data.presets import FileRole, Preset, get_preset
 from seqbench.data.read import read
 from seqbench.errors import SeqbenchError
-from seqbench.fsutil import atomic_write_json, commit, staging_dir
+from seqbench.fsutil import atomic_write_json, commit, staging_dir, writable_dir
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,8 @@ def prepare(
     preset = get_preset(config.dataset)
     options = resolved_options(preset, config)
     files = resolve_sources(preset, config, console=console)
+    if not config.cache_root.is_dir():
+        writable_cache_root(config)  # nothing to reuse: fail now, not after checksumming
     announce("checksumming sources")
     sources = {
         role: {
@@ -72,6 +75,7 @@ def prepare(
         return PrepResult(Dataset.load(entry), reused=True, seconds=time.perf_counter() - started)
 
     timings: dict[str, float] = {}
+    writable_cache_root(config)
     with staging_dir(root, entry.name) as staging:
         tick = time.perf_counter()
         announce("reading" if files else "generating")
@@ -95,24 +99,43 @@ def prepare(
             )
         tick = time.perf_counter()
         announce("writing the cache")
-        write_arrays(prepared, staging)
-        timings["write"] = time.perf_counter() - tick
-        meta = {
-            "dataset": preset.name,
-            "description": preset.description,
-            "key": key,
-            "options": options,
-            "sources": sources,
-            "stats": {**sequence_stats(prepared), **prepared.stats},
-            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "seqbench_version": __version__,
-            "timings": timings,
-        }
-        atomic_write_json(staging / "meta.json", meta)
+        try:
+            write_arrays(prepared, staging)
+            timings["write"] = time.perf_counter() - tick
+            meta = {
+                "dataset": preset.name,
+                "description": preset.description,
+                "key": key,
+                "options": options,
+                "sources": sources,
+                "stats": {**sequence_stats(prepared), **prepared.stats},
+                "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                "seqbench_version": __version__,
+                "timings": timings,
+            }
+            atomic_write_json(staging / "meta.json", meta)
+        except OSError as exc:  # e.g. the disk filled up; the staging directory goes away
+            raise SeqbenchError(
+                f"{root}: cannot write the prepared dataset ({exc.strerror or exc})"
+            ) from None
         if not commit(staging, entry):
             log.info("another process prepared %s first; using its entry", entry)
     return PrepResult(
         Dataset.load(entry), reused=False, seconds=time.perf_counter() - started, timings=timings
+    )
+
+
+def writable_cache_root(config: DataConfig) -> Path:
+    """The cache directory, created if needed and checked writable before anything goes there.
+
+    A directory that cannot be made (`/proc/x`, a path below a file) or written in is then one
+    line that names it, where it came from, and what to do, instead of an OSError traceback.
+    """
+    from_env = config.cache_dir is None and bool(os.environ.get("SEQBENCH_CACHE"))
+    return writable_dir(
+        config.cache_root,
+        "cache directory" + (" (from $SEQBENCH_CACHE)" if from_env else ""),
+        hint="; choose another with --data-dir or $SEQBENCH_CACHE",
     )
 
 
@@ -148,15 +171,19 @@ def resolve_sources(preset: Preset, config: DataConfig, *, console: Any = None) 
         return assign_roles(preset, [Path(p).expanduser() for p in config.source])
     raw_dir = config.cache_root / "raw" / preset.name
     if config.download:
+        if preset.downloads:
+            writable_cache_root(config)
         return download_sources(preset, raw_dir, console=console)
     if raw_dir.is_dir():
+        # Earlier downloads: files found there must match the roles' names (an archive next
+        # to what was extracted from it is no candidate).
         found = [
             p
-            for p in raw_dir.iterdir()
-            if p.is_file() and not p.name.endswith(".part") and p.name != "downloads.json"
+            for p in _files_in(raw_dir)
+            if not p.name.endswith(".part") and p.name != "downloads.json"
         ]
         try:
-            return assign_roles(preset, found)
+            return _match_roles(preset, named=[], found=found, directories=[raw_dir])
         except SeqbenchError:
             pass
     needs = "; ".join(r.help or r.role for r in preset.roles if r.required)
@@ -176,17 +203,39 @@ def download_sources(preset: Preset, raw_dir: Path, *, console: Any = None) -> d
 
 
 def assign_roles(preset: Preset, paths: list[Path]) -> dict[str, Path]:
-    """Match files (or the files inside given directories) to the roles a preset needs."""
-    candidates: list[Path] = []
+    """Match files (or the files inside given directories) to the roles a preset needs.
+
+    A file named on the command line is the user's choice: alone, for a preset with one role,
+    it fills that role whatever its name (people rename files). Files found by looking inside
+    a directory must match a role's name patterns, so a directory without the expected file
+    says what was looked for instead of parsing some other file as the dataset.
+    """
+    named: list[Path] = []
+    found: list[Path] = []
+    directories: list[Path] = []
     for path in paths:
         if path.is_dir():
-            candidates.extend(sorted(p for p in path.iterdir() if p.is_file()))
+            directories.append(path)
+            found.extend(_files_in(path))
         elif path.is_file():
-            candidates.append(path)
+            named.append(path)
         else:
             raise SeqbenchError(f"{path}: source file not found")
-    if len(preset.roles) == 1 and len(paths) == 1 and len(candidates) == 1:
-        return {preset.roles[0].role: candidates[0]}
+    if len(preset.roles) == 1 and len(paths) == 1 and named:
+        return {preset.roles[0].role: named[0]}
+    return _match_roles(preset, named=named, found=found, directories=directories)
+
+
+def _files_in(directory: Path) -> list[Path]:
+    """The files a directory offers as sources: sorted, hidden ones (`.DS_Store`) left out."""
+    return sorted(p for p in directory.iterdir() if p.is_file() and not p.name.startswith("."))
+
+
+def _match_roles(
+    preset: Preset, *, named: list[Path], found: list[Path], directories: list[Path]
+) -> dict[str, Path]:
+    """Role -> file by the roles' name patterns; every `named` file must fill a role."""
+    candidates = [*named, *found]
     files: dict[str, Path] = {}
     for role in preset.roles:
         matches = [
@@ -202,14 +251,29 @@ def assign_roles(preset: Preset, paths: list[Path]) -> dict[str, Path]:
         if matches:
             files[role.role] = matches[0]
         elif role.required:
-            pats = ", ".join(role.patterns)
-            raise SeqbenchError(
-                f"{preset.name} needs its {role.role} file ({role.help}); no source matches {pats}"
-            )
-    extra = [p for p in paths if p.is_file() and p not in files.values()]
+            raise _missing_role(preset, role, candidates, directories)
+    extra = [p for p in named if p not in files.values()]
     if extra:
         raise SeqbenchError(
             f"{extra[0]}: not a file {preset.name} uses (it needs: "
             f"{', '.join(r.help or r.role for r in preset.roles)})"
         )
     return files
+
+
+def _missing_role(
+    preset: Preset, role: FileRole, candidates: list[Path], directories: list[Path]
+) -> SeqbenchError:
+    """No source fits `role`: name where we looked, the file names we wanted, what was there."""
+    if len(role.patterns) == 1 and not any(ch in role.patterns[0] for ch in "*?["):
+        wanted = f"no file named {role.patterns[0]!r}"
+    else:
+        wanted = "no file matching " + " or ".join(repr(p) for p in role.patterns)
+    needs = f"{preset.name} needs its {role.role} file" + (f", {role.help}" if role.help else "")
+    if not directories:
+        return SeqbenchError(f"{needs}; {wanted} among the sources given")
+    where = ", ".join(str(d) for d in directories)
+    here = "this directory" if len(directories) == 1 else "these directories"
+    shown = ", ".join(p.name for p in candidates[:5]) + (", ..." if len(candidates) > 5 else "")
+    holds = f"found only {shown}" if candidates else "found no files"
+    return SeqbenchError(f"{where}: {wanted} in {here} ({needs}); {holds}")

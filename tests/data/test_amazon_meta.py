@@ -482,3 +482,11 @@ def test_item_attributes_from_a_file(tmp_path: Path) -> None:
         ("A1", "L'Oreal"),
         ("A1", "Men's"),
     ]
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_byte_order_mark_before_the_first_line(tmp_path: Path, gz: bool) -> None:
+    data = b"\xef\xbb\xbf{'asin': 'a', 'brand': 'x'}\n{'asin': 'b'}\n"
+    path = tmp_path / ("meta.json.gz" if gz else "meta.json")
+    path.write_bytes(gzip.compress(data) if gz else data)
+    assert _rows(read_amazon_meta(path)) == [("a", "x", []), ("b", None, [])]

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import seqbench.data.prep as prep_module
+import seqbench.fsutil as fsutil
 from seqbench.config import DataConfig
 from seqbench.data.dataset import Dataset
 from seqbench.data.prep import prepare
+from seqbench.errors import SeqbenchError
 from tests.conftest import SHARED_DATA, cache_entries, needs_shared_data, write
 
 ML_HEADER = "userId,movieId,rating,timestamp\n"
@@ -95,12 +99,77 @@ def test_interrupted_build_leaves_nothing(
     assert cache_entries(cache) == []
 
 
+def test_full_disk_while_writing_is_one_error_and_leaves_nothing(
+    cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def disk_full(prepared: object, directory: Path) -> None:
+        (directory / "sequences.npy").write_bytes(b"half")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(prep_module, "write_arrays", disk_full)
+    source = ml_ratings(tmp_path)
+    with pytest.raises(SeqbenchError, match="cannot write the prepared dataset") as caught:
+        prepare(DataConfig(dataset="ml-latest-small", source=[str(source)], cache_dir=str(cache)))
+    assert os.strerror(errno.ENOSPC) in str(caught.value)
+    assert cache_entries(cache) == []
+
+
 def test_source_directory_is_searched_for_the_role_files(cache: Path, tmp_path: Path) -> None:
     source = ml_ratings(tmp_path)
     ds = prepare(
         DataConfig(dataset="ml-latest-small", source=[str(source.parent)], cache_dir=str(cache))
     ).dataset
     assert ds.meta["sources"]["ratings"]["path"] == str(source.resolve())
+
+
+def test_single_source_file_is_read_whatever_its_name(cli, cache: Path, tmp_path: Path) -> None:
+    renamed = ml_ratings(tmp_path).rename(tmp_path / "myratings.csv")
+    result = cli(
+        "prep", "--dataset", "ml-latest-small", "--source", str(renamed), "--out", str(cache)
+    )
+    assert result.code == 0, result.err
+    [entry] = cache_entries(cache)
+    assert Dataset.load(entry).meta["sources"]["ratings"]["path"] == str(renamed.resolve())
+
+
+def test_source_directory_ignores_hidden_files(cache: Path, tmp_path: Path) -> None:
+    write(tmp_path / "log" / ".DS_Store", b"\x00\x01")
+    events = write(tmp_path / "log" / "events.csv", "user,item\nu,a\nu,b\n")
+    ds = prepare(
+        DataConfig(dataset="generic", source=[str(events.parent)], cache_dir=str(cache))
+    ).dataset
+    assert ds.meta["sources"]["interactions"]["path"] == str(events.resolve())
+
+
+def test_earlier_download_is_found_next_to_its_archive(cache: Path, tmp_path: Path) -> None:
+    raw = cache / "raw" / "ml-latest-small"
+    ratings = ml_ratings(tmp_path).rename(write(raw / "ratings.csv", ""))
+    write(raw / "ml-latest-small.zip", b"PK\x05\x06" + bytes(18))
+    write(raw / "downloads.json", "{}\n")
+    ds = prepare(DataConfig(dataset="ml-latest-small", cache_dir=str(cache))).dataset
+    assert ds.meta["sources"]["ratings"]["path"] == str(ratings.resolve())
+
+
+def test_read_only_cache_directory_is_one_error(
+    cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tests run as root, who may write anywhere: stand in for a directory we may not write."""
+    monkeypatch.setattr(fsutil.os, "access", lambda path, mode: Path(path) != cache)
+    with pytest.raises(SeqbenchError, match=r"cannot write in it \(Permission denied\)") as caught:
+        prepare(DataConfig(dataset="synthetic", items=50, cache_dir=str(cache)))
+    assert str(caught.value).startswith(f"{cache}: cannot be used as the cache directory")
+    assert list(cache.iterdir()) == []
+
+
+def test_read_only_cache_directory_still_serves_what_it_holds(
+    cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = DataConfig(dataset="ml-latest-small", source=[str(ml_ratings(tmp_path))])
+    config.cache_dir = str(cache)
+    first = prepare(config)
+    monkeypatch.setattr(fsutil.os, "access", lambda path, mode: False)
+    again = prepare(config)
+    assert again.reused and again.dataset.path == first.dataset.path
 
 
 def test_s3rec_fixture_keeps_the_authors_ids(cache: Path, tmp_path: Path) -> None:

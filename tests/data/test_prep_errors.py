@@ -168,3 +168,120 @@ def test_config_with_unknown_key(cli, cache: Path, tmp_path: Path) -> None:
     assert_clean_failure(
         cli("prep", "--config", str(config), "--out", str(cache)), cache, "unknown key 'min_users'"
     )
+
+
+def test_source_directory_without_the_expected_file_says_what_it_looked_for(
+    cli, cache: Path, tmp_path: Path
+) -> None:
+    source = tmp_path / "downloads"
+    write(source / "notes.txt", "userId,movieId\n1,2\n")
+    result = prep(cli, cache, "ml-latest-small", source)
+    assert_clean_failure(
+        result, cache, f"{source}: no file named 'ratings.csv' in this directory", "notes.txt"
+    )
+    assert "wrong columns" not in result.err  # notes.txt was not parsed as the ratings
+
+
+def test_source_directory_with_files_of_another_dataset(cli, cache: Path, tmp_path: Path) -> None:
+    source = tmp_path / "amazon"
+    write(source / "reviews_Beauty_5.json", '{"reviewerID": "A", "asin": "B"}\n')
+    assert_clean_failure(
+        prep(cli, cache, "beauty-5core", source),
+        cache,
+        f"{source}: no file matching 'meta_*.json' or 'meta_*.json.gz'",
+        "found only reviews_Beauty_5.json",
+    )
+
+
+GENERIC_COLUMNS = ("--user-col", "u", "--item-col", "i", "--time-col", "t")
+
+
+@pytest.mark.parametrize(
+    ("name", "body", "line_no", "value"),
+    [
+        (
+            "f.csv",
+            "u,i,t\na,x,2020-01-01\na,y,2020-01-02\nb,x,2020-01-03\nb,y,not-a-date\n",
+            5,
+            "not-a-date",
+        ),
+        ("f.tsv", "u\ti\tt\na\tx\t2020-01-01 10:00:00\nb\ty\t01/02/2020\n", 3, "01/02/2020"),
+        ("f.csv", "u,i,t\n" + "a,x,17\n" * 20_000 + "b,y,1.5e\n", 20_002, "1.5e"),
+        (
+            "f.jsonl",
+            '{"u": "a", "i": "x", "t": "2020-01-01"}\n\n{"u": "b", "i": "y", "t": "soon"}\n',
+            3,
+            "soon",
+        ),
+    ],
+)
+def test_generic_bad_time_value_names_its_line_and_the_value(
+    cli, cache: Path, tmp_path: Path, name: str, body: str, line_no: int, value: str
+) -> None:
+    path = write(tmp_path / name, body)
+    result = prep(cli, cache, "generic", path, extra=GENERIC_COLUMNS)
+    assert_clean_failure(
+        result, cache, f"{path}:{line_no}: column 't' must hold numbers or dates, found {value!r}"
+    )
+    assert "text such as" not in result.err
+
+
+@pytest.mark.parametrize("where", ["proc", "below_a_file", "env"])
+def test_unusable_cache_directory_is_one_line(
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    blocker = write(tmp_path / "file", "not a directory\n")
+    directory = Path("/proc/x") if where != "below_a_file" else blocker / "sub"
+    args = ["prep", "--dataset", "synthetic", "--items", "50", "--users", "60"]
+    if where == "env":
+        monkeypatch.setenv("SEQBENCH_CACHE", str(directory))
+    else:
+        args += ["--data-dir", str(directory)]
+    result = cli(*args)
+    reason = (
+        f"{blocker} is a file, not a directory"
+        if where == "below_a_file"
+        else "cannot create directories in /proc"
+    )
+    assert_clean_failure(
+        result, directory, f"{directory}: cannot be used as the cache directory", reason
+    )
+    assert ("(from $SEQBENCH_CACHE)" in result.err) == (where == "env")
+    assert blocker.read_text() == "not a directory\n"  # nothing written over or next to it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_unusable_cache_directory_for_download_fails_before_any_request(
+    cli, tmp_path: Path
+) -> None:
+    blocked = write(tmp_path / "file", "") / "cache"
+    result = cli("prep", "--dataset", "ml-latest-small", "--download", "--data-dir", str(blocked))
+    assert_clean_failure(result, blocked, f"{blocked}: cannot be used as the cache directory")
+
+
+def test_unusable_cache_directory_in_bench(cli, tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    result = cli(
+        "bench",
+        "--dataset",
+        "synthetic",
+        "--items",
+        "50",
+        "--users",
+        "60",
+        "--epochs",
+        "1",
+        "--data-dir",
+        "/proc/x",
+        "--runs-dir",
+        str(runs),
+    )
+    assert_clean_failure(result, Path("/proc/x"), "/proc/x: cannot be used as the cache directory")
+    assert not runs.exists() or not any(runs.iterdir())  # no run was recorded
+
+
+def test_prepared_directory_blocked_by_a_file(cli, cache: Path) -> None:
+    blocker = write(cache / "prepared", "")
+    result = cli("prep", "--dataset", "synthetic", "--items", "50", "--data-dir", str(cache))
+    assert_clean_failure(result, cache, f"{blocker}: cannot be used", "is a file, not a directory")
+    assert sorted(p.name for p in cache.iterdir()) == ["prepared"]

@@ -7,7 +7,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from seqbench.data.readers import amazon, generic, movielens, s3rec
+from seqbench.data.readers import amazon, generic, movielens, s3rec, textfiles
 from seqbench.errors import DataError
 from tests.conftest import write
 
@@ -135,3 +135,113 @@ def test_generic_missing_column_names_the_columns(tmp_path: Path) -> None:
     path = write(tmp_path / "log.csv", "who,what\nu1,i9\n")
     with pytest.raises(DataError, match=r"no column 'user'.*who, what"):
         generic.read_generic(path, "user", "item", None)
+
+
+BOM = "\ufeff"  # what Excel's "CSV UTF-8" puts before the header
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_movielens_csv_with_byte_order_mark(tmp_path: Path, gz: bool) -> None:
+    path = write(
+        tmp_path / ("ratings.csv.gz" if gz else "ratings.csv"),
+        BOM + "userId,movieId,rating,timestamp\n1,31,2.5,1260759144\n",
+        gz=gz,
+    )
+    assert rows(movielens.read_ratings_csv(path).interactions) == [(1, 31, 1260759144)]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "UserId,ProductId,Rating,Timestamp,\nA1,P1,5.0,10,\n",
+        "UserId,ProductId,Rating,Timestamp\nA1,P1,5.0,10\n",
+        "A1,P1,5.0,10\n",
+    ],
+    ids=["header-trailing-comma", "header", "no-header"],
+)
+def test_amazon_ratings_with_byte_order_mark(tmp_path: Path, body: str) -> None:
+    path = write(tmp_path / "ratings_Beauty.csv", BOM + body)
+    assert rows(amazon.read_ratings_csv(path).interactions) == [("A1", "P1", 10)]
+
+
+@pytest.mark.parametrize(
+    ("name", "body", "gz"),
+    [
+        ("log.csv", "who,what,when\nu1,i9,20\n", False),
+        ("log.tsv.gz", "who\twhat\twhen\nu1\ti9\t20\n", True),
+        ("log.jsonl", '{"who": "u1", "what": "i9", "when": 20}\n', False),
+    ],
+)
+def test_generic_with_byte_order_mark(tmp_path: Path, name: str, body: str, gz: bool) -> None:
+    path = write(tmp_path / name, BOM + body, gz=gz)
+    assert rows(generic.read_generic(path, "who", "what", "when").interactions) == [
+        ("u1", "i9", 20)
+    ]
+
+
+def test_s3rec_sequences_with_byte_order_mark(tmp_path: Path) -> None:
+    path = write(tmp_path / "Beauty.txt", BOM + "1 3 1\n")
+    assert rows(s3rec.read_sequences(path)) == [(1, 3, 0), (1, 1, 1)]
+
+
+def test_bad_line_after_byte_order_mark_is_still_numbered(tmp_path: Path) -> None:
+    path = write(tmp_path / "ratings.csv", BOM + "userId,movieId,rating,timestamp\n1,x,2.5,1\n")
+    with pytest.raises(DataError, match="movieId 'x' is not an integer") as caught:
+        movielens.read_ratings_csv(path)
+    assert caught.value.line_no == 2
+
+
+@pytest.mark.parametrize(
+    ("column", "line_no", "value"),
+    [
+        (["2020-01-01", "2020-01-02", "2020-01-03", "not-a-date"], 5, "not-a-date"),
+        (["1", "2", "x", "4"], 4, "x"),  # numbers with one word: the word, not the first number
+        (["soon", "2020-01-02"], 2, "soon"),
+        (["2020-01-01", "17"], 3, "17"),
+    ],
+)
+def test_generic_bad_time_value_is_named_with_its_line(
+    tmp_path: Path, column: list[str], line_no: int, value: str
+) -> None:
+    body = "".join(f"u{n % 2},i{n},{t}\n" for n, t in enumerate(column))
+    path = write(tmp_path / "log.csv", "user,item,time\n" + body)
+    with pytest.raises(DataError) as caught:
+        generic.read_generic(path, "user", "item", "time")
+    error = caught.value
+    assert (error.line_no, error.problem) == (
+        line_no,
+        f"column 'time' must hold numbers or dates, found {value!r}",
+    )
+    assert error.line == f"u{(line_no - 2) % 2},i{line_no - 2},{value}".encode()
+
+
+def test_generic_bad_time_below_a_multiline_quoted_field(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "log.csv",
+        'user,item,time,note\nu,a,2020-01-01,"two\nlines"\nu,b,never,\n',
+    )
+    with pytest.raises(DataError) as caught:
+        generic.read_generic(path, "user", "item", "time")
+    assert caught.value.line_no == 4 and "found 'never'" in str(caught.value)
+
+
+def test_generic_bad_time_in_parquet_names_the_row(tmp_path: Path) -> None:
+    path = tmp_path / "log.parquet"
+    pl.DataFrame({"u": ["a", "b"], "i": ["x", "y"], "t": ["2020-01-01", "later"]}).write_parquet(
+        path
+    )
+    with pytest.raises(DataError, match=r"found 'later' \(row 2\)"):
+        generic.read_generic(path, "u", "i", "t")
+
+
+def test_generic_good_file_is_not_read_line_by_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_slow_pass(path: Path) -> None:
+        raise AssertionError("the line-by-line pass is only for files known to be bad")
+
+    monkeypatch.setattr(generic, "iter_lines", no_slow_pass, raising=False)
+    monkeypatch.setattr(textfiles, "iter_lines", no_slow_pass)
+    path = write(tmp_path / "log.csv", "user,item,time\nu,a,2020-01-02\nu,b,2020-01-01\n")
+    ts = generic.read_generic(path, "user", "item", "time").interactions["ts"].to_list()
+    assert ts[0] > ts[1]

@@ -54,7 +54,7 @@ from typing import Any
 
 import polars as pl
 
-from seqbench.data.readers.textfiles import POLARS_ERRORS, decode_line, is_gzip
+from seqbench.data.readers.textfiles import BOM, POLARS_ERRORS, decode_line, is_gzip
 from seqbench.errors import DataError
 
 _EXPECTED = "expected a Python dict literal with a string 'asin'"
@@ -166,6 +166,8 @@ def _numbered_chunks(path: Path) -> Iterator[tuple[int, bytes]]:
     line_no, carry = 1, b""
     try:
         with gzip.open(path, "rb") if is_gzip(path) else path.open("rb") as f:
+            if f.read(len(BOM)) != BOM:  # a byte-order mark is not part of line 1
+                f.seek(0)
             while piece := f.read(_BATCH_BYTES):
                 piece = carry + piece
                 cut = piece.rfind(b"\n") + 1

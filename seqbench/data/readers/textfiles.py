@@ -4,10 +4,14 @@ The fast path hands the whole file to polars. Polars' own errors carry byte offs
 numbers, so when the fast path fails (or yields nulls) a slow line-by-line pass finds the first
 offending line and reports it as `file:line: what was expected: 'the line'`. The slow pass only
 ever runs on files that are already known to be bad.
+
+A UTF-8 byte-order mark (which Excel and Windows editors put before the first line) is not
+part of the data: every function here drops it, so a header still reads as its column names.
 """
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import io
 import zlib
@@ -20,6 +24,7 @@ import polars as pl
 from seqbench.errors import DataError
 
 POLARS_ERRORS = (pl.exceptions.PolarsError, OSError, ValueError)
+BOM = codecs.BOM_UTF8  # b"\xef\xbb\xbf", the encoded "\ufeff"
 
 
 def is_gzip(path: Path) -> bool:
@@ -27,22 +32,29 @@ def is_gzip(path: Path) -> bool:
 
 
 def read_bytes(path: Path) -> bytes:
-    """The file's content, decompressed if it is gzip; a damaged gzip is a `DataError`."""
-    if not is_gzip(path):
-        return path.read_bytes()
+    """The file's content without a leading BOM, decompressed if it is gzip.
+
+    A damaged gzip is a `DataError`. The BOM is skipped before reading the rest, so a large
+    file is not copied just to drop three bytes.
+    """
+    opener = gzip.open if is_gzip(path) else open
     try:
-        with gzip.open(path, "rb") as f:
+        with opener(path, "rb") as f:
+            if f.read(len(BOM)) != BOM:
+                f.seek(0)
             return f.read()
     except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise DataError(path, f"truncated or corrupt gzip ({exc})") from None
 
 
 def iter_lines(path: Path) -> Iterator[tuple[int, bytes]]:
-    """(1-based line number, raw line without the line ending), streaming; for diagnostics."""
+    """(1-based line number, raw line without line ending or BOM), streaming; for diagnostics."""
     opener = gzip.open if is_gzip(path) else open
     try:
         with opener(path, "rb") as f:
             for number, line in enumerate(f, start=1):
+                if number == 1:
+                    line = line.removeprefix(BOM)
                 yield number, line.rstrip(b"\r\n")
     except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise DataError(path, f"truncated or corrupt gzip ({exc})") from None
