@@ -2,14 +2,18 @@
 
 matplotlib is an optional extra, imported only here and only when charts are asked for; the
 figures are drawn with the non-interactive Agg canvas (no display, no global pyplot state) and
-written atomically, so a chart is either the old file or the whole new one.
+written atomically, so a chart is either the old file or the whole new one. A loss has one
+colour in every chart of every call (LOSS_COLORS, or a hue from its name for other losses).
 """
 
 from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Callable
+import math
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +39,86 @@ _STYLE = {
 _GIB = 1024**3
 _MIB = 1024**2
 
+# A loss keeps its colour in every chart and every call (tab10 hues); other losses get one of
+# the remaining hues from a hash of their name (crc32: the same in every process).
+LOSS_COLORS = {"ce": "#1f77b4", "cce": "#ff7f0e", "bce": "#2ca02c", "sampled": "#d62728",
+               "pretrain": "#9467bd"}
+FALLBACK_COLORS = ("#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
+# Series of one chart differ in line style and marker too, so curves that coincide (ce and
+# cce train to the same loss on the CPU) both stay visible: dashes let the line below show
+# through, and hollow markers of decreasing size nest inside each other. 4 and 7 share no
+# factor: 28 series before a combination repeats.
+LINESTYLES = ("-", "--", "-.", ":")
+MARKER_SIZES = (9.0, 7.0, 5.5, 4.0)
+MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+HATCHES = ("", "//", "..", "xx", "\\\\", "++")
+
+
+@dataclass(frozen=True)
+class SeriesStyle:
+    """How one series is drawn: colour from its loss (and S3Rec variant), the rest from its
+    place among the chart's series."""
+
+    color: str
+    linestyle: str
+    marker: str
+    markersize: float
+
+    def line_kwargs(self) -> dict[str, Any]:
+        return {"color": self.color, "linestyle": self.linestyle, "marker": self.marker,
+                "markersize": self.markersize, "markerfacecolor": "none", "linewidth": 1.5}
+
+
+def loss_color(loss: str, variant: str | None = None) -> str:
+    """The colour of a loss (`cce`) or backend (`cce[cuda-kernel]`: its loss's colour); an S3Rec
+    low-rank variant is a lighter shade of it (the lower the rank, the lighter)."""
+    name = loss.split("[", 1)[0]
+    color = LOSS_COLORS.get(name)
+    if color is None:
+        color = FALLBACK_COLORS[zlib.crc32(name.encode()) % len(FALLBACK_COLORS)]
+    rank = variant_rank(variant) if variant else None
+    if rank is None or rank < 1:
+        return color
+    return _lighter(color, min(0.6, max(0.1, 0.6 - 0.1 * math.log2(rank))))
+
+
+def _lighter(color: str, amount: float) -> str:
+    """`color` mixed with white: amount 0 is the colour itself, 1 is white."""
+    channels = [int(color[i:i + 2], 16) for i in (1, 3, 5)]
+    return "#" + "".join(f"{round(c + (255 - c) * amount):02x}" for c in channels)
+
+
+def series_styles(keys: Sequence[tuple[str, str | None]]) -> list[SeriesStyle]:
+    """One style per series of a chart, given each series' (loss or backend, variant): the
+    loss's colour, and a line style, marker and marker size by its place, so that no two of the
+    chart's first 28 series look alike even where their curves coincide."""
+    return [SeriesStyle(loss_color(loss, variant), LINESTYLES[i % len(LINESTYLES)],
+                        MARKERS[i % len(MARKERS)], MARKER_SIZES[i % len(MARKER_SIZES)])
+            for i, (loss, variant) in enumerate(keys)]
+
+
+def require_matplotlib() -> None:
+    """Fail before anything is read or printed when --plot cannot draw."""
+    _import_matplotlib()
+
+
+def draw_charts(runs: list[RunFacts], *, protocols: list[str] | None = None
+                ) -> dict[str, Figure]:
+    """Every chart the runs allow, by file name (charts the runs do not allow are left out)."""
+    matplotlib = _import_matplotlib()
+    charts: list[tuple[str, Callable[[list[RunFacts], list[str] | None], Figure | None]]] = [
+        ("training_curves.png", _training_curves),
+        ("memory_time.png", _memory_and_time),
+        ("s3rec_rank_sweep.png", _rank_sweep),
+    ]
+    figures = {}
+    with matplotlib.rc_context(_STYLE):
+        for name, draw in charts:
+            figure = draw(runs, protocols)
+            if figure is not None:
+                figures[name] = figure
+    return figures
+
 
 def write_plots(runs: list[RunFacts], plot_dir: Path, *, protocols: list[str] | None = None
                 ) -> list[Path]:
@@ -45,17 +129,10 @@ def write_plots(runs: list[RunFacts], plot_dir: Path, *, protocols: list[str] | 
         plot_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise SeqbenchError(f"cannot write charts to {plot_dir}: {exc.strerror or exc}") from None
-    charts: list[tuple[str, Callable[[list[RunFacts], list[str] | None], Figure | None]]] = [
-        ("training_curves.png", _training_curves),
-        ("memory_time.png", _memory_and_time),
-        ("s3rec_rank_sweep.png", _rank_sweep),
-    ]
     written = []
-    with matplotlib.rc_context(_STYLE):
-        for name, draw in charts:
-            figure = draw(runs, protocols)
-            if figure is None:
-                continue
+    figures = draw_charts(runs, protocols=protocols)
+    with matplotlib.rc_context(_STYLE):  # savefig reads rcParams too
+        for name, figure in figures.items():
             path = plot_dir / name
             _save(figure, path)
             written.append(path)
@@ -118,6 +195,8 @@ def _training_curves(runs: list[RunFacts], protocols: list[str] | None) -> Figur
         return None
     protocol = _curve_protocol(runs, protocols)
     labels = _labels(runs)
+    styles = dict(zip((id(run) for run in runs),
+                      series_styles([(run.loss, run.variant) for run in runs]), strict=True))
     datasets = list(dict.fromkeys(run.dataset for run in runs))
     figure = _new_figure(13, 4.6 * len(datasets))
     grid = figure.subplots(len(datasets), 2, squeeze=False)
@@ -128,14 +207,11 @@ def _training_curves(runs: list[RunFacts], protocols: list[str] | None) -> Figur
             points = [(x, y) for x, y in points if isinstance(x, int) and y is not None]
             losses = [(e.get("epoch"), _finite(e.get("train_loss"))) for e in epochs]
             losses = [(x, y) for x, y in losses if isinstance(x, int) and y is not None]
-            color = None
+            style = styles[id(run)].line_kwargs()  # one run looks the same in both panels
             if points:
-                (line,) = ax_quality.plot(*zip(*points, strict=True), marker="o", markersize=3,
-                                          linewidth=1.5, label=labels[id(run)])
-                color = line.get_color()
+                ax_quality.plot(*zip(*points, strict=True), label=labels[id(run)], **style)
             if losses:
-                ax_loss.plot(*zip(*losses, strict=True), marker="o", markersize=3,
-                             linewidth=1.5, color=color, label=labels[id(run)])
+                ax_loss.plot(*zip(*losses, strict=True), label=labels[id(run)], **style)
         ax_quality.set_title(f"{dataset}: validation {QUALITY_METRIC} ({protocol} ranking)")
         ax_quality.set_xlabel("epoch")
         ax_quality.set_ylabel(f"{QUALITY_METRIC} (validation, {protocol})")
@@ -194,7 +270,12 @@ def _memory_and_time(runs: list[RunFacts], protocols: list[str] | None) -> Figur
 
     datasets = list(dict.fromkeys(run.dataset for run in runs))
     series = sorted(dict.fromkeys(series_of(run) for run in runs))
-    color = dict(zip(series, _colors(len(series)), strict=True))
+    loss_of = {series_of(run): run.loss for run in runs}
+    color = {name: loss_color(loss_of[name]) for name in series}
+    hatch = {}  # series of one colour (two cce backends, or two memory kinds) differ in hatch
+    for name in series:
+        same_color = [other for other in hatch if color[other] == color[name]]
+        hatch[name] = HATCHES[len(same_color) % len(HATCHES)]
     biggest = max((run.peak_memory_bytes or 0) for run in runs)
     unit, scale = ("GiB", _GIB) if biggest >= _GIB else ("MiB", _MIB)
     most_bars = max(len({series_of(r) for r in runs if r.dataset == d}) for d in datasets)
@@ -216,9 +297,10 @@ def _memory_and_time(runs: list[RunFacts], protocols: list[str] | None) -> Figur
             seconds = summarize(r.mean_epoch_seconds for r in members)
             if memory is not None:
                 _bar(ax_memory, x, memory.mean / scale, (memory.std or 0) / scale, width,
-                     color[name], label)
+                     color[name], hatch[name], label)
             if seconds is not None:
-                _bar(ax_time, x, seconds.mean, seconds.std or 0, width, color[name], label)
+                _bar(ax_time, x, seconds.mean, seconds.std or 0, width, color[name],
+                     hatch[name], label)
     kind_note = kinds[0] if len(kinds) == 1 else "kind in legend"
     for ax in (ax_memory, ax_time):
         ax.set_xticks(range(len(datasets)), datasets)
@@ -240,10 +322,11 @@ def _memory_and_time(runs: list[RunFacts], protocols: list[str] | None) -> Figur
     return figure
 
 
-def _bar(ax: Axes, x: float, height: float, error: float, width: float, color: Any,
-         label: str) -> None:
+def _bar(ax: Axes, x: float, height: float, error: float, width: float, color: str,
+         hatch: str, label: str) -> None:
     bars = ax.bar([x], [height], width, yerr=[error] if error else None, capsize=3,
-                  color=color, label=label)
+                  color=color, hatch=hatch or None, edgecolor="white" if hatch else None,
+                  label=label)
     ax.bar_label(bars, labels=[_short_number(height)], padding=2, fontsize=8)
 
 
@@ -252,13 +335,6 @@ def _short_number(value: float) -> str:
     if value >= 100:
         return f"{value:.0f}"
     return f"{value:.1f}" if value >= 10 else f"{value:.2f}"
-
-
-def _colors(count: int) -> list[Any]:
-    from matplotlib import colormaps
-
-    palette = colormaps["tab10"]
-    return [palette(i % 10) for i in range(count)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -302,7 +378,10 @@ def _quality_panel(ax: Axes, tuned: list[RunFacts], protocol: str,
                    position: dict[str | None, int]) -> None:
     from seqbench.report.compare.rows import summarize
 
-    for dataset in dict.fromkeys(run.dataset for run in tuned):
+    datasets = list(dict.fromkeys(run.dataset for run in tuned))
+    losses = [next(run.loss for run in tuned if run.dataset == dataset) for dataset in datasets]
+    styles = series_styles([(loss, None) for loss in losses])
+    for dataset, style in zip(datasets, styles, strict=True):
         points = []
         for variant, x in position.items():
             stat = summarize(run.test.get(protocol, {}).get(QUALITY_METRIC) for run in tuned
@@ -311,25 +390,29 @@ def _quality_panel(ax: Axes, tuned: list[RunFacts], protocol: str,
                 points.append((x, stat.mean, stat.std or 0.0))
         if points:
             xs, ys, errors = zip(*points, strict=True)
-            ax.errorbar(xs, ys, yerr=errors, marker="o", capsize=3, linewidth=1.5,
-                        label=f"{dataset} (fine-tuned)")
+            ax.errorbar(xs, ys, yerr=errors, capsize=3, label=f"{dataset} (fine-tuned)",
+                        **style.line_kwargs())
     ax.set_title(f"Test {QUALITY_METRIC} ({protocol} ranking) — {_datasets(tuned)}")
     ax.set_ylabel(f"{QUALITY_METRIC} (test, {protocol})")
 
 
 def _parameter_panel(ax: Axes, pretrained: list[RunFacts], position: dict[str | None, int]
                      ) -> None:
-    for dataset in dict.fromkeys(run.dataset for run in pretrained):
+    from seqbench.report.compare.facts import PRETRAIN_LOSS
+
+    datasets = list(dict.fromkeys(run.dataset for run in pretrained))
+    styles = series_styles([(PRETRAIN_LOSS, None)] * len(datasets))
+    for dataset, style in zip(datasets, styles, strict=True):
         members = [run for run in pretrained if run.dataset == dataset]
         points = sorted({(position[run.variant], _account(run)["total"]) for run in members
                          if isinstance(_account(run).get("total"), int)})
         if points:
-            (line,) = ax.plot(*zip(*points, strict=True), marker="o", linewidth=1.5,
-                              label=f"{dataset}: as built")
+            ax.plot(*zip(*points, strict=True), label=f"{dataset}: as built",
+                    **style.line_kwargs())
             full = next((_account(run).get("total_full_rank") for run in members
                          if isinstance(_account(run).get("total_full_rank"), int)), None)
             if full:
-                ax.axhline(full, linestyle="--", linewidth=1, color=line.get_color(),
+                ax.axhline(full, linestyle=(0, (6, 3)), linewidth=1, color=style.color,
                            label=f"{dataset}: full-rank heads")
                 for x, total in points:
                     ax.annotate(f"{(total / full - 1) * 100:+.1f}%", (x, total),

@@ -18,7 +18,7 @@ from rich.progress import (
 )
 
 from seqbench.engine.trainer import EpochReport
-from seqbench.report.format import format_bytes
+from seqbench.report.format import PartsLine, format_bytes
 
 
 class RichProgress:
@@ -72,4 +72,5 @@ class RichProgress:
                          f"{marker}")
         parts += [f"{report.seconds:.1f} s", f"{report.sequences_per_second:,.0f} seq/s",
                   f"peak {format_bytes(report.peak_memory_bytes)} ({report.memory_kind})"]
-        self.progress.console.print("  ".join(parts), highlight=False)
+        # a narrow console breaks the line between parts, never inside `9.10 GiB`
+        self.progress.console.print(PartsLine(parts), highlight=False)

@@ -1,13 +1,16 @@
-"""Rich tables for finished runs: one run's metrics, and several runs side by side."""
+"""Rich tables for finished runs: one run's metrics (and where it is), and several runs side by
+side."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from rich.console import Console, Group
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
-from seqbench.report.format import format_bytes, format_metric
+from seqbench.report.format import PartsLine, format_bytes, format_metric
 
 HEADLINE = ("HR@10", "NDCG@10", "Coverage@10", "Surprisal@10")
 
@@ -17,7 +20,24 @@ def _stop_note(summary: dict[str, Any]) -> str:
     return {"patience": " (early stop)", "time-limit": " (time limit)"}.get(reason, "")
 
 
-def run_table(summary: dict[str, Any]) -> Table:
+def run_table(summary: dict[str, Any]) -> Group:
+    """One finished run: its test metrics, its costs, and `run: <path>` on a line of its own.
+
+    The path line is never wrapped at the table's width; only a path wider than the whole
+    console is folded (not cut) onto the next lines, which `print_run` avoids altogether."""
+    path_line = Text(f"run: {summary['path']}", overflow="fold")
+    return Group(_metrics_table(summary), _cost_line(summary), path_line)
+
+
+def print_run(console: Console, summary: dict[str, Any]) -> None:
+    """Print `run_table` with the path soft-wrapped: one line of text, however narrow the
+    terminal (which then wraps it for the eye, and a copy still gets the whole path)."""
+    console.print(Group(_metrics_table(summary), _cost_line(summary)))
+    # plain Text (a path is not markup) with no overflow of its own: soft_wrap's "ignore" holds
+    console.print(Text(f"run: {summary['path']}"), soft_wrap=True, highlight=False)
+
+
+def _metrics_table(summary: dict[str, Any]) -> Table:
     """Test metrics of one run next to the most-popular baseline, protocol in every header."""
     title = escape(f"{summary['dataset']} · {summary['model']} · {summary['loss_backend']} · "
              f"seed {summary['seed']} — test, best epoch {summary['best_epoch']} of "
@@ -37,13 +57,18 @@ def run_table(summary: dict[str, Any]) -> Table:
             if protocol in baseline:
                 row.append(format_metric(baseline[protocol].get(metric)))
         table.add_row(*row)
-    table.caption = (f"peak memory {format_bytes(summary['peak_memory_bytes'])} "
-                     f"({summary['memory_kind']}) · mean epoch {summary['mean_epoch_seconds']:.2f}"
-                     f" s · {summary['sequences_per_second']:,.0f} seq/s · "
-                     f"{summary['parameters']:,} parameters · {summary['device']} · "
-                     f"run {escape(summary['path'])}")
-    table.caption_justify = "left"
     return table
+
+
+def _cost_line(summary: dict[str, Any]) -> PartsLine:
+    """What the table's caption said, at the console's width and broken only between parts."""
+    parts = [f"peak memory {format_bytes(summary['peak_memory_bytes'])} "
+             f"({summary['memory_kind']})",
+             f"mean epoch {summary['mean_epoch_seconds']:.2f} s",
+             f"{summary['sequences_per_second']:,.0f} seq/s",
+             f"{summary['parameters']:,} parameters", str(summary["device"])]
+    return PartsLine([Text(part) for part in parts], separator=" · ", indent=0,
+                     style="table.caption")
 
 
 def runs_table(summaries: list[dict[str, Any]]) -> Table:

@@ -24,6 +24,7 @@ from seqbench.report.compare import CompareOptions, compare_command
 from tests.conftest import Cli
 
 MIB = 1024**2
+REPO = Path(__file__).resolve().parents[2]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _clock = [1_800_000_000.0]
 
@@ -213,6 +214,24 @@ def test_baseline_adds_relative_columns(tmp_path: Path) -> None:
     assert ml_line.count("no ce") == 3  # NDCG@10, memory and epoch s: not an error
 
 
+def test_unknown_baseline_is_an_error_listing_the_losses_there(tmp_path: Path,
+                                                              cli: Cli) -> None:
+    """`--baseline bogus` used to exit 0 with every relative cell reading "no bogus"."""
+    fake_run(tmp_path, loss="ce")
+    fake_run(tmp_path, loss="cce")
+    fake_run(tmp_path, pretrain_rank=16)  # its "pretrain" loss is nothing to compare against
+    result = cli("compare", "--runs-dir", str(tmp_path), "--baseline", "bogus")
+    assert result.code == 1 and result.out == ""
+    assert result.err.strip() == ("error: --baseline 'bogus': no compared run has this loss; "
+                                  "losses of these runs: cce, ce")
+
+    backend = cli("compare", "--runs-dir", str(tmp_path), "--baseline", "cce[cuda-kernel]")
+    assert backend.code == 1 and "its loss is 'cce'" in backend.err
+    with pytest.raises(SeqbenchError, match=r"losses of these runs: cce$"):
+        run_compare(runs_dir=tmp_path, losses=["cce"], baseline="ce")  # filtered out
+    assert "cce" in run_compare(runs_dir=tmp_path, baseline="cce")  # a loss that is there
+
+
 def test_baseline_compares_memory_only_within_its_kind(tmp_path: Path) -> None:
     fake_run(tmp_path, loss="ce", memory_kind="cpu-rss", device="cpu")
     fake_run(tmp_path, loss="cce", memory_kind="cuda-allocated")
@@ -369,11 +388,23 @@ def test_non_run_directory_is_reported_once_and_skipped(
 
 
 def test_no_runs_gives_a_friendly_message(tmp_path: Path, cli: Cli) -> None:
+    (tmp_path / "empty").mkdir()  # a directory that does not exist is an error (below)
     result = cli("compare", "--runs-dir", str(tmp_path / "empty"))
     assert result.code == 0
     assert "seqbench bench" in result.out
     json_result = cli("compare", "--runs-dir", str(tmp_path / "empty"), "--format", "json")
     assert json_result.code == 0 and json.loads(json_result.out) == []
+
+
+def test_missing_runs_dir_is_an_error_naming_it(tmp_path: Path, cli: Cli) -> None:
+    """A mistyped --runs-dir must not read as "no runs yet" (exit 0), in any format."""
+    missing = tmp_path / "does" / "not" / "exist"
+    for extra in ([], ["--format", "json"]):
+        result = cli("compare", "--runs-dir", str(missing), *extra)
+        assert result.code == 1
+        assert result.out == ""
+        assert result.err.strip() == f"error: runs directory {missing} does not exist"
+    assert not missing.exists()  # and compare did not create it
 
 
 # --- selecting runs ----------------------------------------------------------------------------
@@ -470,9 +501,134 @@ def test_plot_without_a_sweep_skips_that_chart(tmp_path: Path,
     assert any("no S3Rec rank sweep" in r.getMessage() for r in caplog.records)
 
 
+def test_plot_without_matplotlib_fails_before_printing_anything(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli: Cli) -> None:
+    """Not a whole table and then the error: the check comes before any run is read."""
+    fake_run(tmp_path / "runs")
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    buffer = io.StringIO()
+    with pytest.raises(SeqbenchError) as raised:
+        compare_command(CompareOptions(runs_dir=tmp_path / "runs", plot_dir=tmp_path / "charts"),
+                        Console(file=buffer, width=200, color_system=None))
+    assert str(raised.value) == "--plot needs matplotlib: pip install 'seqbench[plot]'"
+    assert buffer.getvalue() == ""
+    assert not (tmp_path / "charts").exists()
+
+    result = cli("compare", "--runs-dir", str(tmp_path / "runs"), "--plot",
+                 str(tmp_path / "charts"))
+    assert result.code == 1 and result.out == ""
+    assert result.err.splitlines() == ["error: --plot needs matplotlib: pip install "
+                                       "'seqbench[plot]'"]
+
+
 def test_plot_without_matplotlib_says_how_to_install_it(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fake_run(tmp_path / "runs")
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
     with pytest.raises(SeqbenchError, match=r"pip install 'seqbench\[plot\]'"):
         run_compare(runs_dir=tmp_path / "runs", plot_dir=tmp_path / "charts")
+
+
+def _chart_runs(runs_dir: Path) -> list[Any]:
+    """The runs compare would chart from `runs_dir` (RunFacts)."""
+    from seqbench.report.compare import select_runs
+
+    facts, _ = select_runs(CompareOptions(runs_dir=runs_dir))
+    return facts
+
+
+def _line_colors(figure: Any) -> dict[str, str]:
+    """Legend label -> hex colour of every curve in `figure`."""
+    from matplotlib.colors import to_hex
+
+    return {line.get_label(): to_hex(line.get_color()) for ax in figure.axes
+            for line in ax.get_lines() if not line.get_label().startswith("_")}
+
+
+def _bar_colors(figure: Any) -> dict[str, str]:
+    """Legend label -> hex face colour of every bar series in `figure`."""
+    from matplotlib.colors import to_hex
+
+    return {bars.get_label(): to_hex(bars.patches[0].get_facecolor()) for ax in figure.axes
+            for bars in ax.containers if not bars.get_label().startswith("_")}
+
+
+def test_a_loss_has_one_colour_in_every_chart_and_every_call(tmp_path: Path) -> None:
+    """Colours used to go by position: cce was orange next to ce and blue on its own."""
+    from seqbench.report.plots import LOSS_COLORS, draw_charts
+
+    both, alone = tmp_path / "both", tmp_path / "alone"
+    for runs_dir, losses in ((both, ("ce", "cce")), (alone, ("cce",))):
+        for loss in losses:
+            fake_run(runs_dir, loss=loss, memory_mib=1000 if loss == "ce" else 650)
+    charts = draw_charts(_chart_runs(both))
+    curves = _line_colors(charts["training_curves.png"])
+    bars = _bar_colors(charts["memory_time.png"])
+    assert curves == {"beauty ce s0": LOSS_COLORS["ce"], "beauty cce s0": LOSS_COLORS["cce"]}
+    assert bars == {"ce[torch]": LOSS_COLORS["ce"], "cce[cuda-kernel]": LOSS_COLORS["cce"]}
+    assert LOSS_COLORS["ce"] != LOSS_COLORS["cce"]
+
+    charts_alone = draw_charts(_chart_runs(alone))  # another call, another set of runs
+    assert _line_colors(charts_alone["training_curves.png"]) == {
+        "beauty cce s0": LOSS_COLORS["cce"]}
+    assert _bar_colors(charts_alone["memory_time.png"]) == {
+        "cce[cuda-kernel]": LOSS_COLORS["cce"]}
+
+
+def test_coinciding_curves_differ_in_line_style_and_marker(tmp_path: Path) -> None:
+    """ce and cce on the CPU train to the same loss: neither curve may hide the other."""
+    from seqbench.report.plots import draw_charts
+
+    for loss in ("ce", "cce"):
+        for seed in range(2):
+            fake_run(tmp_path, loss=loss, seed=seed)  # every run: the same curves
+    figure = draw_charts(_chart_runs(tmp_path))["training_curves.png"]
+    quality, loss_axes = figure.axes[:2]
+    for ax in (quality, loss_axes):
+        lines = ax.get_lines()
+        assert len(lines) == 4
+        assert len({line.get_ydata().tobytes() for line in lines}) == 1  # they do coincide
+        assert len({(line.get_linestyle(), line.get_marker()) for line in lines}) == 4
+        assert len({line.get_marker() for line in lines}) == 4
+        assert all(line.get_markerfacecolor() == "none" for line in lines)  # hollow: nested
+    # a run looks the same in both panels, so the one legend serves both
+    assert [(line.get_label(), line.get_linestyle(), line.get_marker())
+            for line in quality.get_lines()] == [
+        (line.get_label(), line.get_linestyle(), line.get_marker())
+        for line in loss_axes.get_lines()]
+
+
+def test_bars_of_one_loss_differ_in_hatch(tmp_path: Path) -> None:
+    """Two cce backends share cce's colour; the hatch tells their bars apart."""
+    from seqbench.report.plots import LOSS_COLORS, draw_charts
+
+    fake_run(tmp_path, loss="cce", backend="cce[cuda-kernel]")
+    fake_run(tmp_path, loss="cce", backend="cce[cpu-blockwise]")
+    figure = draw_charts(_chart_runs(tmp_path))["memory_time.png"]
+    assert set(_bar_colors(figure).values()) == {LOSS_COLORS["cce"]}
+    memory_axes = figure.axes[0]
+    hatches = {bars.get_label(): bars.patches[0].get_hatch() for bars in memory_axes.containers}
+    assert len(hatches) == 2 and len(set(hatches.values())) == 2
+
+
+def test_loss_colours_for_unknown_losses_and_s3rec_variants_are_stable() -> None:
+    """Another loss gets a hue from its name, the same in every process; a low-rank S3Rec
+    variant a lighter shade of its loss's colour."""
+    import subprocess
+
+    from seqbench.report.plots import FALLBACK_COLORS, LOSS_COLORS, loss_color
+
+    assert loss_color("cce[cuda-kernel]") == loss_color("cce") == LOSS_COLORS["cce"]
+    focal = loss_color("focal")
+    assert focal in FALLBACK_COLORS and focal not in LOSS_COLORS.values()
+    assert loss_color("focal[x]") == focal
+    elsewhere = subprocess.run(
+        [sys.executable, "-c", "from seqbench.report.plots import loss_color; "
+         "print(loss_color('focal'))"], capture_output=True, text=True, check=True,
+        env={"PYTHONHASHSEED": "12345", "PYTHONPATH": str(REPO)})
+    assert elsewhere.stdout.strip() == focal  # not Python's per-process string hash
+
+    assert loss_color("bce", "full") == loss_color("bce") == LOSS_COLORS["bce"]
+    shades = [loss_color("bce", variant) for variant in ("r4", "r16", "r16-aap")]
+    assert shades[0] != shades[1] and shades[1] == shades[2]  # the rank sets the shade
+    assert all(shade != LOSS_COLORS["bce"] for shade in shades)

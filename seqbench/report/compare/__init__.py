@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
 
 from seqbench.errors import SeqbenchError
-from seqbench.report.compare.baseline import BaselineRefs
+from seqbench.report.compare.baseline import BaselineRefs, check_baseline
 from seqbench.report.compare.facts import (
     PRETRAIN_LOSS,
     PRETRAIN_MODEL,
@@ -36,7 +37,7 @@ from seqbench.report.run_table import HEADLINE
 __all__ = [  # what other code imports from here, and the names each step makes public
     "FORMATS", "GROUP_FIELDS", "PRETRAIN_LOSS", "PRETRAIN_MODEL", "BaselineRefs", "Column",
     "CompareOptions", "Report", "Row", "RunFacts", "Stat", "_number", "build_report",
-    "build_rows", "compare_command", "rank_order", "render_csv", "render_json",
+    "build_rows", "check_baseline", "compare_command", "rank_order", "render_csv", "render_json",
     "render_markdown", "render_tables", "run_facts", "select_runs", "summarize",
 ]
 
@@ -58,6 +59,12 @@ def compare_command(options: CompareOptions, console: Console) -> None:
             raise SeqbenchError(f"--group-by {name!r} is not one of: {', '.join(GROUP_FIELDS)}")
     if options.last is not None and options.last < 1:
         raise SeqbenchError(f"--last must be at least 1, got {options.last}")
+    if options.plot_dir is not None:  # before the table: not a whole table, then the error
+        from seqbench.report.plots import require_matplotlib
+
+        require_matplotlib()
+    if not options.runs and not Path(options.runs_dir).exists():
+        raise SeqbenchError(f"runs directory {options.runs_dir} does not exist")
 
     facts, source = select_runs(options)
     if not facts:
@@ -65,6 +72,8 @@ def compare_command(options: CompareOptions, console: Console) -> None:
         return
     metrics = _check_metrics(options, facts)
     _check_protocols(options, facts)
+    if options.baseline:
+        check_baseline(options.baseline, facts)
     rows = build_rows(facts, options)
     report = build_report(rows, metrics, options, source)
     if output_format == "table":

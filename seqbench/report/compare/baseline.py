@@ -6,10 +6,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from seqbench.report.compare.facts import RunFacts
+from seqbench.errors import SeqbenchError
+from seqbench.report.compare.facts import PRETRAIN_LOSS, RunFacts
 from seqbench.report.compare.rows import Row, summarize
 
 _SAME = "—"  # a baseline row compared with itself
+
+
+def check_baseline(loss: str, runs: list[RunFacts]) -> None:
+    """--baseline must be the loss of some compared run: otherwise every relative cell would
+    read "no <loss>" and a typo would pass for a result."""
+    losses = sorted({run.loss for run in runs if not run.is_pretrain})
+    if loss in losses:
+        return
+    message = f"--baseline {loss!r}: no compared run has this loss"
+    backends = {run.backend: run.loss for run in runs if not run.is_pretrain}
+    if loss in backends:  # e.g. `cce[cuda-kernel]`: the loss is `cce`
+        message += f" (it is a backend; its loss is {backends[loss]!r})"
+    elif loss == PRETRAIN_LOSS:
+        message = f"--baseline {loss!r}: pretraining runs have no test metrics to compare with"
+    available = ", ".join(losses) if losses else "none (only pretraining runs)"
+    raise SeqbenchError(f"{message}; losses of these runs: {available}")
 
 
 @dataclass
