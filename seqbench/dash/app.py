@@ -2,8 +2,13 @@
 
 The app polls on a timer (`RunsWatcher` decides what is read), then updates only what changed:
 a run's list entry when its status changes, the charts and numbers when a run on screen got new
-epochs. The charts show the highlighted run, or with overlay on, the marked runs (the CE vs CCE
-view): mark one run and move through the others to compare each with it, or mark two.
+epochs.
+
+The charts show the highlighted run, or with the overlay on, the two marked runs (the CE vs CCE
+view). The rule (also in the `?` help and the run list's bottom line): `space` marks or unmarks
+the highlighted run (a third mark drops the first) and never switches the overlay; `o` switches
+the overlay on and off, and only with two runs marked (else it says so); unmarking one of them
+switches it off. The run list's bottom line says "overlay on" exactly while it is drawn.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from textual.containers import Grid, Horizontal, Vertical
 from textual.widgets import Footer, OptionList, Static
 
 from seqbench.dash.charts import ChartSeries, LineChart, finite_points
+from seqbench.dash.names import name_levels
 from seqbench.dash.run_list import RunList
 from seqbench.dash.runs_model import RunsWatcher, TrackedRun
 from seqbench.dash.stats import StatsPanel, memory_label
@@ -30,6 +36,19 @@ log = logging.getLogger(__name__)
 SERIES_COLOURS = ("#4fc1ff", "#ffa657")  # the first and second run on screen
 MAX_SHOWN = 2  # more curves than two in a 24-column chart are not legible
 MAX_NOTIFICATIONS = 3  # per poll; the rest are counted in one more
+NEED_TWO_MARKED = "Mark two runs (space) to overlay them"
+HELP = """\
+j/k ↑↓ pick the run to chart
+space  mark or unmark it; two
+       at most, a third drops
+       the first
+o      overlay the two marked
+       runs, or back to one;
+       needs two marked, and
+       unmarking one ends it
+tab    next pane
+f      zoom a chart, or restore
+r      reread now    q  quit"""  # lines of at most 36 cells: a toast is 40 wide at 80 columns
 
 
 def empty_message(runs_dir: Path) -> str:
@@ -135,6 +154,7 @@ class DashApp(App[None]):
         Binding("tab", "focus_next", "Pane", priority=True),
         Binding("shift+tab", "focus_previous", "Previous pane", show=False, priority=True),
         Binding("f", "zoom", "Zoom"),
+        Binding("question_mark", "help", "Help", key_display="?"),
     ]
 
     def __init__(self, runs_dir: Path, poll_interval: float = 0.5, *,
@@ -146,7 +166,7 @@ class DashApp(App[None]):
         self.watcher = RunsWatcher(self.runs_dir, relist_interval=relist_interval)
         self.tz = tz
         self.marked: list[str] = []  # in marking order; at most MAX_SHOWN
-        self.overlay = True
+        self.overlay = False  # on only while MAX_SHOWN runs are marked (see `_update_marks`)
         self.polls = 0
         self._views_key: tuple = ()
         self._warnings = _CollectWarnings()
@@ -184,13 +204,12 @@ class DashApp(App[None]):
         return self.query_one(f"#{name}", LineChart)
 
     def shown_ids(self) -> list[str]:
-        """The runs the charts show: the highlighted one, or with overlay the marked ones
-        (plus the highlighted one while only one is marked)."""
+        """The runs the charts show: the marked ones with the overlay on, else the highlighted
+        one."""
+        if self.overlay:
+            return list(self.marked)
         highlighted = self.run_list.highlighted_id
-        shown = list(self.marked) if self.overlay else []
-        if highlighted is not None and highlighted not in shown:
-            shown.append(highlighted)
-        return shown[:MAX_SHOWN]
+        return [] if highlighted is None else [highlighted]
 
     def _on_poll_timer(self) -> None:
         """The timer's poll; it can fire once more while the app shuts down."""
@@ -233,10 +252,13 @@ class DashApp(App[None]):
             f"{self.runs_dir.name or self.runs_dir} · {len(self.watcher.runs)}")
 
     def _update_marks(self) -> None:
+        """Show the marks, and in the list's bottom line what they allow; an overlay short of
+        its two runs (one unmarked, or deleted) is switched off first."""
+        if len(self.marked) < MAX_SHOWN:
+            self.overlay = False
         self.run_list.set_marks(
             {run_id: SERIES_COLOURS[i] for i, run_id in enumerate(self.marked)})
-        marked = f"{len(self.marked)} marked · " if self.marked else ""
-        self.run_list.border_subtitle = f"{marked}overlay {'on' if self.overlay else 'off'}"
+        self.run_list.border_subtitle = marks_line(len(self.marked), self.overlay)
 
     def _update_views(self) -> None:
         """Redraw charts and numbers if the runs on screen, or their data, changed."""
@@ -246,18 +268,18 @@ class DashApp(App[None]):
             return
         self._views_key = key
         coloured = list(zip(runs, SERIES_COLOURS, strict=False))
-        names = _legend_names(runs)
-        self._update_charts(coloured, names)
+        self._update_charts(coloured, name_levels(runs))
         self.query_one(StatsPanel).show(coloured)
 
-    def _update_charts(self, coloured: list[tuple[TrackedRun, str]], names: list[str]) -> None:
+    def _update_charts(self, coloured: list[tuple[TrackedRun, str]],
+                       names: list[tuple[str, ...]]) -> None:
         def series(values: Callable[[TrackedRun], Sequence[float | None]],
                    scale: float = 1.0) -> list[ChartSeries]:
             made = []
-            for (run, colour), name in zip(coloured, names, strict=True):
+            for (run, colour), (name, *shorter) in zip(coloured, names, strict=True):
                 ys = [None if v is None else v / scale for v in values(run)]
                 xs, ys = finite_points(run.series.epochs, ys)
-                made.append(ChartSeries(name, xs, ys, colour))
+                made.append(ChartSeries(name, xs, ys, colour, tuple(shorter)))
             return made
 
         runs = [run for run, _ in coloured]
@@ -309,7 +331,10 @@ class DashApp(App[None]):
         self.run_list.action_cursor_up()
 
     def action_mark(self) -> None:
-        """Mark the highlighted run for overlay, or unmark it; a third mark drops the first."""
+        """Mark the highlighted run for overlay, or unmark it; a third mark drops the first.
+
+        Marking never switches the overlay on (`o` does), so `o` after two marks shows it.
+        """
         run_id = self.run_list.highlighted_id
         if run_id is None:
             return
@@ -321,34 +346,54 @@ class DashApp(App[None]):
         self._update_views()
 
     def action_overlay(self) -> None:
-        """Switch between the marked runs overlaid and the highlighted run alone."""
+        """Switch between the two marked runs overlaid and the highlighted run alone; with
+        fewer marked, say how to get an overlay instead."""
+        if len(self.marked) < MAX_SHOWN:
+            self.notify(f"{NEED_TWO_MARKED} ({len(self.marked)} marked).",
+                        title="Overlay", severity="warning", markup=False)
+            return
         self.overlay = not self.overlay
         self._update_marks()
         self._update_views()
+
+    def action_help(self) -> None:
+        """The keys and the overlay rule, for as long as it takes to read them."""
+        self.notify(HELP, title="Keys", timeout=15, markup=False)
 
     def action_refresh(self) -> None:
         """List the directory now and reread statuses and the runs on screen."""
         self.poll_now(force=True)
 
     def action_zoom(self) -> None:
-        """Maximize the focused pane (e.g. one chart), or restore it."""
+        """Maximize the focused chart, or the first (train loss) when no chart has the focus
+        (the run list has it at start); or restore the maximized one."""
         if self.screen.maximized is not None:
             self.screen.minimize()
-        elif self.focused is not None:
-            self.screen.maximize(self.focused, container=False)
+            return
+        if not self.query_one("#charts").display:  # no runs yet: nothing to zoom
+            return
+        focused = self.focused
+        chart = focused if isinstance(focused, LineChart) else self.chart("loss")
+        chart.focus()
+        self.screen.maximize(chart, container=False)
 
 
 def _metric(value: float) -> str:
     return f"{value:.4f}"
 
 
-def _legend_names(runs: Sequence[TrackedRun]) -> list[str]:
-    """Short names for the legend; the run id's tail tells apart runs that share one."""
-    names = [run.short_name() for run in runs]
-    if len(set(names)) < len(names):
-        names = [f"{name} #{run.run_id.rsplit('-', 1)[-1]}" for name, run in zip(
-            names, runs, strict=True)]
-    return names
+def marks_line(marked: int, overlay: bool) -> str:
+    """The run list's bottom line: how many runs are marked, and what `o` would do now.
+
+    "overlay on" shows only while the overlay is drawn.
+    """
+    if overlay:
+        return f"{marked} marked · overlay on"
+    if marked >= MAX_SHOWN:
+        return f"{marked} marked · overlay off"
+    if marked:
+        return f"{marked} marked · mark one more"
+    return "space: mark 2 to overlay"
 
 
 def run_dash(runs_dir: Path) -> None:

@@ -3,7 +3,8 @@
 Textual's Sparkline cannot overlay two runs, so the dashboard draws its own: every terminal
 cell holds a 2x4 grid of braille dots, four times the vertical resolution of block
 characters. Curves are first reduced to one mean per dot column, so a run with thousands of
-epochs costs no more to draw than one with fifty.
+epochs costs no more to draw than one with fifty. The y axis is labelled at its top and bottom,
+the epoch axis under the plot at its first and last epoch.
 """
 
 from __future__ import annotations
@@ -49,16 +50,26 @@ def compact_number(value: float) -> str:
 
 @dataclass(frozen=True)
 class ChartSeries:
-    """One curve: its points in x order, the name its legend shows and its colour."""
+    """One curve: its points in x order, the name its legend shows and its colour.
+
+    `shorter` are shorter names for narrow charts, most detailed first; the app makes them so
+    that two curves drawn together differ at every level (`names.name_levels`).
+    """
 
     name: str
     xs: tuple[float, ...]
     ys: tuple[float, ...]
     colour: str
+    shorter: tuple[str, ...] = ()
 
     @property
     def last(self) -> float | None:
         return self.ys[-1] if self.ys else None
+
+    def name_at(self, level: int) -> str:
+        """The name at `level` of detail (0: `name`); the shortest one past the last level."""
+        names = (self.name, *self.shorter)
+        return names[min(level, len(names) - 1)]
 
 
 def finite_points(xs: Sequence[float], ys: Sequence[float | None]) -> tuple[tuple, tuple]:
@@ -87,13 +98,22 @@ def bucket_means(xs: Sequence[float], ys: Sequence[float], buckets: int, x_min: 
     return [(i, sums[i] / counts[i]) for i in range(buckets) if counts[i]]
 
 
-def _legend(series: Sequence[ChartSeries], value_format: ValueFormat,
-            with_names: bool) -> list[tuple[str, str]]:
-    """(text, colour) per legend entry: the mark, optionally the name, and the last value."""
+def epoch_label(x: float) -> str:
+    """An epoch for the x axis: whole epochs without a decimal point, others short."""
+    return str(int(x)) if float(x).is_integer() else f"{x:.4g}"
+
+
+def _legend(series: Sequence[ChartSeries], value_format: ValueFormat, level: int | None,
+            compact: bool = False) -> list[tuple[str, str]]:
+    """(text, colour) per legend entry: the mark, the name at `level` (None: no name) and the
+    last value; `compact` leaves out the space after the mark."""
     entries = []
     for one in series:
         value = "-" if one.last is None else value_format(one.last)
-        text = f"{LEGEND_MARK} {one.name} {value}" if with_names else f"{LEGEND_MARK}{value}"
+        if level is None:
+            text = f"{LEGEND_MARK}{value}"
+        else:
+            text = f"{LEGEND_MARK}{'' if compact else ' '}{one.name_at(level)} {value}"
         entries.append((text, one.colour))
     return entries
 
@@ -109,29 +129,40 @@ def _append_entries(line: Text, entries: list[tuple[str, str]]) -> None:
         line.append(text, style=colour)
 
 
-def _header(titles: Sequence[str], entries_by_detail: list[list[tuple[str, str]]], width: int,
-            title_style: str) -> tuple[Text, Text | None]:
+def _header(titles: Sequence[str], series: Sequence[ChartSeries], value_format: ValueFormat,
+            width: int, title_style: str) -> tuple[Text, Text | None]:
     """The title line, with the legend on it where it fits; else the legend for a bottom line.
 
-    The longest title that fits beside the short legend (values only) wins; the legend then
-    names the series if that still fits. Where no title fits beside it, the legend moves to
-    a line of its own below the plot rather than the title losing what it says.
+    Two curves must be told apart without their colours (a black-and-white screenshot, a
+    colour-blind reader), so their legend names them: it takes the most detailed names that
+    fit beside some title, else gets a line of its own below the plot, and drops the names
+    only where even the shortest do not fit there. One curve needs no name: the longest
+    title wins, and the name shows where it still fits.
     """
-    with_names, values_only = entries_by_detail
-    for title in titles:
-        for entries in (with_names, values_only):
-            needed = cell_len(title) + (1 + _entries_width(entries) if entries else 0)
-            if needed <= width:
-                line = Text(title, style=title_style)
-                if entries:
-                    line.append(" " * (width - needed + 1))
-                    _append_entries(line, entries)
-                return line, None
+    levels = max((len(one.shorter) + 1 for one in series), default=1)
+    named = [_legend(series, value_format, level, compact)
+             for level in range(levels) for compact in (False, True)]
+    values_only = _legend(series, value_format, None)
+    if len(series) > 1:
+        on_title_line = [(title, entries) for entries in named for title in titles]
+    else:
+        on_title_line = [(title, entries) for title in titles for entries in
+                         [*named, values_only]]
+    for title, entries in on_title_line:
+        needed = cell_len(title) + (1 + _entries_width(entries) if entries else 0)
+        if needed <= width:
+            line = Text(title, style=title_style)
+            if entries:
+                line.append(" " * (width - needed + 1))
+                _append_entries(line, entries)
+            return line, None
     title = next((t for t in titles if cell_len(t) <= width), titles[-1] if titles else "")
     line = Text(title, style=title_style)
     line.truncate(width, overflow="ellipsis")
+    if not series:
+        return line, None
     bottom = Text()
-    for entries in entries_by_detail:
+    for entries in [*named, values_only]:
         if _entries_width(entries) <= width:
             _append_entries(bottom, entries)
             return line, bottom
@@ -143,33 +174,40 @@ def _header(titles: Sequence[str], entries_by_detail: list[list[tuple[str, str]]
 def render_chart(series: Sequence[ChartSeries], width: int, height: int, *,
                  titles: Sequence[str] = ("",), value_format: ValueFormat = compact_number,
                  empty_message: str = "no data yet", title_style: str = "bold") -> Text:
-    """A `height` x `width` chart: a title line with a legend, then braille curves with y labels.
+    """A `height` x `width` chart: a title line with a legend, braille curves with y labels,
+    and under them the epoch axis (`ep 1 ... ep 63`).
 
     The y axis spans the smallest and largest value of all series (labelled at its top and
-    bottom row); the x axis spans their smallest and largest x. The legend shows each series'
-    last value in its colour, with its name where the width allows. Where two series share a
-    cell the one drawn last gives it its colour.
+    bottom row); the x axis spans their smallest and largest x (labelled at its ends). The
+    legend shows each series' last value in its colour, with its name where the width allows
+    (always, where two series share the chart and a name fits). Where two series share a cell
+    the one drawn last gives it its colour. Short of rows, the epoch axis goes first, then a
+    legend line of its own.
     """
     width, height = max(0, width), max(0, height)
     if width == 0 or height == 0:
         return Text()
     series = [one for one in series if one.xs]
-    detail = [_legend(series, value_format, True), _legend(series, value_format, False)]
-    header, bottom = _header(titles, detail, width, title_style)
-    plot_rows = height - 1 - (bottom is not None)
+    header, bottom = _header(titles, series, value_format, width, title_style)
+    axis_rows = 1 if series else 0
+    plot_rows = height - 1 - (bottom is not None) - axis_rows
+    if plot_rows < 1 and axis_rows:
+        axis_rows, plot_rows = 0, plot_rows + 1
     if plot_rows < 1 and bottom is not None:  # no room for a bottom legend: keep only the title
         bottom, plot_rows = None, height - 1
     lines = [header]
     if plot_rows >= 1:
-        lines += _plot(series, width, plot_rows, value_format, empty_message)
+        lines += _plot(series, width, plot_rows, value_format, empty_message,
+                       x_axis=bool(axis_rows))
     if bottom is not None:
         lines.append(bottom)
     return Text("\n").join(lines[:height])
 
 
 def _plot(series: Sequence[ChartSeries], width: int, rows: int, value_format: ValueFormat,
-          empty_message: str) -> list[Text]:
-    """The plot rows: y labels on the left (max at the top, min at the bottom), curves right."""
+          empty_message: str, *, x_axis: bool = False) -> list[Text]:
+    """The plot rows: y labels on the left (max at the top, min at the bottom), curves right;
+    with `x_axis`, one more row under them: the first and last epoch at the plot's ends."""
     if not series:
         blank = [Text(" " * width) for _ in range(rows)]
         message = Text(empty_message, style="italic " + AXIS_STYLE)
@@ -188,7 +226,7 @@ def _plot(series: Sequence[ChartSeries], width: int, rows: int, value_format: Va
         label_width = 0
     columns = width - label_width - 1
     if columns < 1:
-        return [Text(" " * width) for _ in range(rows)]
+        return [Text(" " * width) for _ in range(rows + x_axis)]
     bits, owners = _rasterise(series, columns, rows, x_min, x_max, y_min, y_max)
     lines = []
     for row in range(rows):
@@ -197,7 +235,26 @@ def _plot(series: Sequence[ChartSeries], width: int, rows: int, value_format: Va
         line = Text(label.rjust(label_width) + axis, style=AXIS_STYLE)
         _append_cells(line, bits[row], owners[row], series)
         lines.append(line)
+    if x_axis:
+        lines.append(Text(" " * label_width + "└" + _x_labels(x_min, x_max, columns),
+                          style=AXIS_STYLE))
     return lines
+
+
+def _x_labels(x_min: float, x_max: float, columns: int) -> str:
+    """`columns` cells of x axis: the first epoch under the first plot column, the last under
+    the last (where only one epoch is drawn, its dot and label are at the start)."""
+    first, last = epoch_label(x_min), epoch_label(x_max)
+    if x_max > x_min:
+        choices = [(f"ep {first}", f"ep {last}"), (first, f"ep {last}"), (first, last),
+                   ("", f"ep {last}"), ("", last)]
+    else:
+        choices = [(f"ep {first}", ""), (first, "")]
+    for left, right in choices:
+        gap = columns - cell_len(left) - cell_len(right)
+        if gap >= (1 if left and right else 0):
+            return left + "─" * gap + right
+    return "─" * columns
 
 
 def _rasterise(series: Sequence[ChartSeries], columns: int, rows: int, x_min: float,

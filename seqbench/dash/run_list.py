@@ -79,8 +79,10 @@ class RunList(OptionList):
 
     @property
     def highlighted_id(self) -> str | None:
-        option = self.highlighted_option
-        return option.id if option is not None else None
+        # Not `highlighted_option`: Textual has it only from 6.0, and 2.0.4 up is supported.
+        if self.highlighted is None:
+            return None
+        return self.get_option_at_index(self.highlighted).id
 
     def prompt_width(self) -> int:
         width = self.scrollable_content_region.width

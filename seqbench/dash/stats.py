@@ -1,7 +1,9 @@
 """The latest numbers of the runs on screen, one row each, fitted to the width available.
 
-At 80 columns only the numbers fit (the row's mark has the colour of the run's curves and its
-list entry); wider terminals add the run's name and status word.
+The row's mark has the colour of the run's curves and its list entry. With two runs on screen
+each row also names its run, as the chart legends do (`names.name_levels`: at 80 columns
+`ce`/`cce`, wider `ce[torch] s0`), so the rows are told apart without colour; a lone run gets
+its name, and every run its status word, where they fit.
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ from textual.geometry import Size
 from textual.widget import Widget
 
 from seqbench.dash.charts import LEGEND_MARK, compact_number
+from seqbench.dash.names import name_levels
 from seqbench.dash.run_list import status_glyph
 from seqbench.dash.runs_model import TrackedRun
 from seqbench.report.format import format_metric
 
 MEMORY_KINDS = {"cuda-allocated": "GPU", "cpu-rss": "CPU RSS"}
+ROW_PREFIX = 4  # colour mark, status glyph, two spaces
 
 
 def memory_label(kinds: set[str | None]) -> str:
@@ -52,15 +56,14 @@ def _latest(values: list[float | None]) -> float | None:
 
 @dataclass(frozen=True)
 class Column:
-    """One column: its header, how to get a row's text, and whether it can be left out."""
+    """One column: its header, how to get a row's text, and whether it is left-aligned."""
 
     header: str
     value: Callable[[TrackedRun], str]
-    optional: bool = False
     left: bool = False
 
 
-def _columns(memory_header: str) -> list[Column]:
+def _number_columns(memory_header: str) -> list[Column]:
     def latest(name: str, fmt: Callable[[float | None], str]) -> Callable[[TrackedRun], str]:
         return lambda run: fmt(_latest(getattr(run.series, name)))
 
@@ -68,8 +71,6 @@ def _columns(memory_header: str) -> list[Column]:
         return "-" if value is None else compact_number(value)
 
     return [
-        Column("run", lambda run: run.short_name(), optional=True, left=True),
-        Column("status", lambda run: run.status, optional=True, left=True),
         Column("ep", lambda run: f"{run.series.epochs[-1]:.0f}" if run.series.epochs else "-"),
         Column("loss", latest("train_loss", number)),
         Column("HR@10", latest("hr10", format_metric)),
@@ -80,30 +81,60 @@ def _columns(memory_header: str) -> list[Column]:
     ]
 
 
+def _name_column(names: dict[str, str]) -> Column:
+    return Column("run", lambda run: names[run.run_id], left=True)
+
+
+STATUS_COLUMN = Column("status", lambda run: run.status, left=True)
+
+
+def _choose_columns(runs: Sequence[TrackedRun], memory_header: str,
+                    width: int) -> list[Column]:
+    """The columns that fit `width`, in display order: name, status, numbers.
+
+    Two or more runs: a name column is a must (the most detailed names that fit, dropping
+    seq/s before the names get too short to fit), then the status where it fits. A lone run:
+    all numbers, then the status and its name where they fit.
+    """
+    numbers = _number_columns(memory_header)
+    levels = name_levels(runs)
+    name_columns = [_name_column({run.run_id: names[level] for run, names in
+                                  zip(runs, levels, strict=True)})
+                    for level in range(len(levels[0]))]
+
+    def fits(columns: list[Column]) -> bool:
+        widths = [max(cell_len(c.header), *(cell_len(c.value(run)) for run in runs))
+                  for c in columns]
+        return ROW_PREFIX + sum(widths) + len(widths) - 1 <= width
+
+    if len(runs) > 1:
+        candidates = [(name, numbers) for name in name_columns]
+        candidates += [(name, numbers[:-1]) for name in name_columns]
+        name, numbers = next(((n, shown) for n, shown in candidates if fits([n, *shown])),
+                             (name_columns[-1], numbers))
+        status = [STATUS_COLUMN] if fits([name, STATUS_COLUMN, *numbers]) else []
+        return [name, *status, *numbers]
+    status = [STATUS_COLUMN] if fits([STATUS_COLUMN, *numbers]) else []
+    named = [name_columns[0]] if fits([name_columns[0], *status, *numbers]) else []
+    return [*named, *status, *numbers]
+
+
 def stats_lines(runs: Sequence[tuple[TrackedRun, str]], width: int) -> list[Text]:
-    """A header and a row per (run, colour), using the optional columns only where they fit."""
+    """A header and a row per (run, colour), each row naming its run where two are shown."""
     if not runs or width <= 0:
         return []
-    columns = _columns(memory_label({run.memory_kind for run, _ in runs}))
-    cells = {id(c): [c.value(run) for run, _ in runs] for c in columns}
-    widths = {id(c): max(cell_len(c.header), *(cell_len(v) for v in cells[id(c)]))
-              for c in columns}
-    prefix = 4  # colour mark, status glyph, two spaces
+    tracked = [run for run, _ in runs]
+    chosen = _choose_columns(tracked, memory_label({run.memory_kind for run in tracked}), width)
+    cells = [[c.value(run) for run in tracked] for c in chosen]
+    widths = [max(cell_len(c.header), *(cell_len(v) for v in values))
+              for c, values in zip(chosen, cells, strict=True)]
 
-    def total(chosen: list[Column]) -> int:
-        return prefix + sum(widths[id(c)] for c in chosen) + len(chosen) - 1
+    def cell(index: int, text: str) -> str:
+        size = widths[index]
+        return text.ljust(size) if chosen[index].left else text.rjust(size)
 
-    chosen = [c for c in columns if not c.optional]
-    for optional in (c for c in reversed(columns) if c.optional):
-        if total([*chosen, optional]) <= width:
-            chosen.append(optional)
-    chosen.sort(key=columns.index)
-
-    def cell(column: Column, text: str) -> str:
-        size = widths[id(column)]
-        return text.ljust(size) if column.left else text.rjust(size)
-
-    header = Text(" " * prefix + " ".join(cell(c, c.header) for c in chosen), style="grey62")
+    header = Text(" " * ROW_PREFIX + " ".join(cell(i, c.header) for i, c in enumerate(chosen)),
+                  style="grey62")
     lines = [header]
     for row, (run, colour) in enumerate(runs):
         glyph, style = status_glyph(run.status)
@@ -111,7 +142,7 @@ def stats_lines(runs: Sequence[tuple[TrackedRun, str]], width: int) -> list[Text
         line.append(LEGEND_MARK, style=colour)
         line.append(glyph, style=style)
         line.append("  ")
-        line.append(" ".join(cell(c, cells[id(c)][row]) for c in chosen))
+        line.append(" ".join(cell(i, cells[i][row]) for i in range(len(chosen))))
         lines.append(line)
         if run.status == "failed" and run.error:
             lines.append(Text(f"   {run.short_name()}: {run.error}", style="red"))
