@@ -25,8 +25,8 @@ from rich.table import Table
 from seqbench.config import load_config
 from seqbench.engine.evaluate import Embedded, embed, rank_full, rank_sampled
 from seqbench.engine.sasrec import SASRec
-from seqbench.recipes import _shape, prepare_bench
-from seqbench.runs.record import load_checkpoint
+from seqbench.recipes import encoder_shape, prepare_context
+from seqbench.runs.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data" / "s3rec"
@@ -50,8 +50,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     config = load_config(args.config, {"data": {"source": [str(args.source)]},
                                        "train": {"device": "cpu"}})
-    context = prepare_bench(config)
-    model = SASRec(_shape(config, context.dataset))
+    context = prepare_context(config)
+    model = SASRec(encoder_shape(config, context.dataset.num_items))
     if args.checkpoint is not None:
         model.load_state_dict(load_checkpoint(args.checkpoint)["model"])
     model.eval()

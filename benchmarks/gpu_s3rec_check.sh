@@ -19,7 +19,7 @@ common=(--config configs/s3rec-beauty.toml --source "$data" --runs-dir "$runs"
 "$py" -m seqbench prep --config configs/s3rec-beauty.toml --source "$data" >/dev/null 2>&1
 "$py" -m seqbench pretrain "${common[@]}" --batch-size "$batch" --finetune \
   >"$out/s3rec_full.log" 2>&1 &
-"$py" -m seqbench pretrain "${common[@]}" --batch-size "$batch" --lowrank --rank 16 \
+"$py" -m seqbench pretrain "${common[@]}" --batch-size "$batch" --rank 16 \
   --finetune >"$out/s3rec_r16.log" 2>&1 &
 "$py" -m seqbench finetune --config configs/s3rec-beauty.toml --source "$data" \
   --runs-dir "$runs" --time-limit "$(awk "BEGIN { print $minutes * 2 }")" >"$out/sasrec_bce.log" 2>&1 &

@@ -106,7 +106,7 @@ def main() -> None:
             rows = _count_rows(Path(sources[0]))
             for run in ("cold", "warm (cache reused)"):
                 measured = run_seqbench(
-                    "prep", "--dataset", dataset, *source_args, "--out", str(cache)
+                    "prep", "--dataset", dataset, *source_args, "--data-dir", str(cache)
                 )
                 if run == "cold":
                     stats = _stats(cache)

@@ -22,7 +22,7 @@ from rich.table import Table
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data" / "s3rec"
-VARIANTS = {"full-rank": [], "low-rank r=16": ["--lowrank", "--rank", "16"]}
+VARIANTS = {"full-rank": [], "low-rank r=16": ["--rank", "16"]}
 
 
 def run(variant: list[str], source: Path, device: str, work: Path) -> dict:

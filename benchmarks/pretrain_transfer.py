@@ -33,7 +33,13 @@ from seqbench.config import load_config
 from seqbench.engine.encoder import attention_mask
 from seqbench.engine.s3rec import TASKS
 from seqbench.engine.sasrec import SASRec
-from seqbench.recipes import _shape, finetune, load_pretrained_encoder, prepare_bench, pretrain
+from seqbench.recipes import (
+    encoder_shape,
+    finetune,
+    load_pretrained_encoder,
+    prepare_context,
+    pretrain,
+)
 from seqbench.runs.read import read_events_since
 
 
@@ -42,16 +48,17 @@ def make_config(work: Path, args: argparse.Namespace, pretrain_epochs: int) -> A
                {"aap": 0.2, "mip": 1.0, "map": 1.0, "sp": 0.5}.items()}
     return load_config(None, {
         "data": {"dataset": "synthetic", "items": args.items, "users": args.users,
-                 "mean_len": args.mean_len, "seed": args.seed,
-                 "cache_dir": str(work / "cache")},
+                 "mean_len": args.mean_len, "data_seed": args.seed,
+                 "data_dir": str(work / "cache")},
         "model": {"dim": 32, "layers": 1, "heads": 1, "dropout": 0.2, "max_len": 20},
         "train": {"seed": args.seed, "epochs": args.finetune_epochs,
                   "patience": args.finetune_epochs, "batch_size": 128, "lr": args.lr,
-                  "loss": args.loss, "runs_dir": str(work / "runs")},
-        "eval": {"ks": [10], "protocols": ["full", "sampled-99"]},
+                  "runs_dir": str(work / "runs")},
+        "eval": {"k": [10], "protocol": ["full", "sampled-99"]},
         "pretrain": {"epochs": pretrain_epochs, "batch_size": 256, "lr": args.pretrain_lr,
-                     "checkpoint_every": pretrain_epochs, **weights},
-        "finetune": {},
+                     "checkpoint_every": pretrain_epochs,
+                     **{f"{task}_weight": weight for task, weight in weights.items()}},
+        "finetune": {"loss": args.loss},
     })
 
 
@@ -117,8 +124,8 @@ def main() -> None:
         work = Path(tmp)
         scratch: dict[str, Any] | None = None
         config = make_config(work, args, 1)
-        context = prepare_bench(config)
-        shape = _shape(config, context.dataset)
+        context = prepare_context(config)
+        shape = encoder_shape(config, context.dataset.num_items)
         windows = last_training_windows(context.dataset, 300, shape.max_len)
         torch.manual_seed(config.train.seed)
         cosine, ratio = diagnostics(SASRec(shape), windows)

@@ -55,7 +55,7 @@ def train_slice(items: int, steps: int, cache: Path | None) -> dict:
 
     started = time.perf_counter()
     data = DataConfig(dataset="synthetic", items=items, min_item=1,
-                      cache_dir=str(cache) if cache else None)
+                      data_dir=str(cache) if cache else None)
     dataset = prepare(data).dataset
     prep_seconds = time.perf_counter() - started
     generator = seed_everything(0)

@@ -46,3 +46,28 @@ def _preview(line: str | bytes, limit: int = 120) -> str:
     line = line.rstrip("\r\n")
     text = repr(line[:limit])
     return text + ("..." if len(line) > limit else "")
+
+
+class SettingError(SeqbenchError):
+    """A setting of the run configuration has a value it cannot take.
+
+    `setting` is its place in the configuration (`"train.lr"`), `problem` what is wrong
+    (`"must be > 0, got inf"`). The message names the setting as the user gave it: its flag by
+    default (`--lr must be > 0, got inf`), or the TOML file and key it came from, which the
+    configuration loader fills in with `named`.
+    """
+
+    def __init__(self, setting: str, problem: str, *, name: str | None = None) -> None:
+        self.setting = setting
+        self.problem = problem
+        self.name = name or flag_for(setting.rpartition(".")[2])
+        super().__init__(f"{self.name} {problem}")
+
+    def named(self, name: str) -> SettingError:
+        """The same problem, naming the setting as `name` (e.g. `exp.toml [train] lr`)."""
+        return SettingError(self.setting, self.problem, name=name)
+
+
+def flag_for(key: str) -> str:
+    """The command-line flag of a configuration key: `aap_weight` -> `--aap-weight`."""
+    return "--" + key.replace("_", "-")

@@ -9,9 +9,9 @@ the last offset (`read_events_since`). A torn last line is left for a later poll
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
-import math
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -28,18 +28,20 @@ from seqbench.runs.read import (
     read_events_since,
     run_status,  # one rule for status, shared with compare
 )
+from seqbench.runs.schema import (
+    EPOCH,
+    FAILED,
+    RESUMED,
+    EpochRecord,
+    ModelKind,
+    ResolvedView,
+    number,
+)
 
 log = logging.getLogger(__name__)
 
 LIVE_STATUSES = ("running",)
 _SUMMARY_RETRIES = 3  # listings to wait for summary.json after a run's last event
-
-
-def _number(value: Any) -> float | None:
-    """A JSON number as float; None for anything else (missing, null, text, booleans)."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    return None
 
 
 def _read_json_object(path: Path) -> dict[str, Any] | None:
@@ -92,42 +94,36 @@ class TrackedRun:
     def run_id(self) -> str:
         return self.path.name
 
-    @property
-    def _resolved(self) -> dict[str, Any]:
-        resolved = self.config.get("resolved")
-        return resolved if isinstance(resolved, dict) else {}
-
-    def _section(self, name: str) -> dict[str, Any]:
-        section = self.config.get(name)
-        return section if isinstance(section, dict) else {}
+    @functools.cached_property
+    def resolved(self) -> ResolvedView:
+        """What config.json says the run is (it does not change while the run is written)."""
+        return ResolvedView.from_config(self.config)
 
     @property
     def dataset(self) -> str:
-        return str(self._section("data").get("dataset") or "?")
+        return self.resolved.dataset or "?"
 
     @property
     def model(self) -> str:
-        return str(self._resolved.get("model") or "?")
+        return self.resolved.model or "?"
 
     @property
     def backend(self) -> str:
         """The loss backend (e.g. "ce[torch]"); pretraining runs have none, but a rank."""
-        backend = self._resolved.get("loss_backend")
-        if backend:
-            return str(backend)
-        rank = self._resolved.get("rank")
-        if rank:
-            return f"rank {rank}"
-        return str(self._section("train").get("loss") or "?")
+        resolved = self.resolved
+        if resolved.loss_backend:
+            return resolved.loss_backend
+        if resolved.rank:
+            return f"rank {resolved.rank}"
+        return resolved.loss or "?"
 
     @property
     def seed(self) -> str:
-        seed = self._section("train").get("seed")
-        return "?" if seed is None else str(seed)
+        return "?" if self.resolved.seed is None else str(self.resolved.seed)
 
     @property
     def is_pretraining(self) -> bool:
-        return self.model.endswith("pretrain")
+        return self.resolved.kind is ModelKind.S3REC_PRETRAIN
 
     def label_parts(self) -> list[str]:
         """dataset · model · loss backend · seed, as separate parts for wrapping."""
@@ -149,13 +145,13 @@ class TrackedRun:
             kind = event.get("event")
             self.last_event = event
             if self.first_time is None:
-                self.first_time = _number(event.get("time"))
+                self.first_time = number(event.get("time"))
             changed = True
-            if kind == "epoch":
+            if kind == EPOCH:
                 self._add_epoch(event)
-            elif kind == "failed":
+            elif kind == FAILED:
                 self.error = str(event.get("error") or "failed")
-            elif kind == "resumed":  # goes on: its summary.json was removed, a new one comes
+            elif kind == RESUMED:  # goes on: its summary.json was removed, a new one comes
                 self.last_resumed, self.summary = event, None
         if changed:
             self.refresh_status()
@@ -163,27 +159,25 @@ class TrackedRun:
         return changed
 
     def _add_epoch(self, event: dict[str, Any]) -> None:
-        epoch = _number(event.get("epoch"))
-        if epoch is None or not math.isfinite(epoch):
+        record = EpochRecord.from_event(event)
+        if record is None:
             return
         series = self.series
-        valid = event.get("valid")
-        metrics: dict[str, Any] = {}
-        if isinstance(valid, dict):
-            protocol = self.protocol if isinstance(valid.get(self.protocol), dict) else None
-            protocol = protocol or next((k for k, v in valid.items() if isinstance(v, dict)), None)
-            if protocol is not None:
-                self.protocol = self.protocol or protocol
-                metrics = valid[protocol]
-        series.epochs.append(epoch)
-        series.train_loss.append(_number(event.get("train_loss")))
-        series.hr10.append(_number(metrics.get("HR@10")))
-        series.ndcg10.append(_number(metrics.get("NDCG@10")))
-        series.peak_memory_bytes.append(_number(event.get("peak_memory_bytes")))
-        series.epoch_seconds.append(_number(event.get("epoch_seconds")))
-        series.sequences_per_second.append(_number(event.get("sequences_per_second")))
-        if isinstance(event.get("memory_kind"), str):
-            self.memory_kind = event["memory_kind"]
+        metrics: dict[str, float] = {}
+        if record.valid:
+            protocol = self.protocol if self.protocol in record.valid else next(iter(record.valid))
+            self.protocol = self.protocol or protocol
+            metrics = record.valid[protocol]
+        series.epochs.append(float(record.epoch))
+        series.train_loss.append(record.train_loss)
+        series.hr10.append(metrics.get("HR@10"))
+        series.ndcg10.append(metrics.get("NDCG@10"))
+        series.peak_memory_bytes.append(None if record.peak_memory_bytes is None
+                                        else float(record.peak_memory_bytes))
+        series.epoch_seconds.append(record.seconds)
+        series.sequences_per_second.append(record.sequences_per_second)
+        if record.memory_kind is not None:
+            self.memory_kind = record.memory_kind
         self.last_epoch = event
 
     def refresh_status(self) -> bool:

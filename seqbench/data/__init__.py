@@ -1,1 +1,1 @@
-"""Raw sources -> polars -> a cached, id-mapped, split dataset (design.md section 2)."""
+"""Raw sources -> polars -> a cached, id-mapped, split dataset (docs/datasets.md)."""

@@ -18,7 +18,7 @@ from seqbench.errors import SeqbenchError
 class Dataset:
     """Arrays of one cache entry (see `seqbench.data.cache` for the files).
 
-    Split (design.md section 2), for a user with sequence s of length n >= 3: train = s[:-2],
+    Split (docs/datasets.md), for a user with sequence s of length n >= 3: train = s[:-2],
     validation target s[-2] with input s[:-2], test target s[-1] with input s[:-1]. Users with
     fewer than 3 interactions train on everything and have no validation or test target (0).
     """

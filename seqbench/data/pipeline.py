@@ -93,7 +93,7 @@ def kcore(
 
 
 def build(raw: RawData, *, min_user: int, min_item: int, dedupe: bool) -> Prepared:
-    """Filter, map ids and order a dataset as design.md section 2 fixes it."""
+    """Filter, map ids and order a dataset as docs/datasets.md describes it."""
     frame = raw.interactions
     rows_read = frame.height
     user_codes, user_values = dense_codes(frame["user"])

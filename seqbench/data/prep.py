@@ -43,7 +43,9 @@ def prepare(
     """The cached dataset for `config`, built first if no matching cache entry exists.
 
     `step` hears what is happening now (for a status line); `console` shows download bars.
+    The settings are checked first (`DataConfig.validate`), whoever calls.
     """
+    config.validate()
     announce = step or (lambda text: None)
     started = time.perf_counter()
     preset = get_preset(config.dataset)
@@ -131,7 +133,7 @@ def writable_cache_root(config: DataConfig) -> Path:
     A directory that cannot be made (`/proc/x`, a path below a file) or written in is then one
     line that names it, where it came from, and what to do, instead of an OSError traceback.
     """
-    from_env = config.cache_dir is None and bool(os.environ.get("SEQBENCH_CACHE"))
+    from_env = config.data_dir is None and bool(os.environ.get("SEQBENCH_CACHE"))
     return writable_dir(
         config.cache_root,
         "cache directory" + (" (from $SEQBENCH_CACHE)" if from_env else ""),
@@ -146,14 +148,13 @@ def resolved_options(preset: Preset, config: DataConfig) -> dict[str, Any]:
         "min_item": preset.min_item if config.min_item is None else config.min_item,
         "dedupe": preset.dedupe if config.dedupe is None else config.dedupe,
     }
-    for name in ("min_user", "min_item"):
-        if options[name] < 0:
-            raise SeqbenchError(f"--{name.replace('_', '-')} must be >= 0, got {options[name]}")
     if preset.reader == "synthetic":
         from seqbench.data.readers.synthetic import default_users
 
         users = config.users if config.users is not None else default_users(config.items)
-        options.update(seed=config.seed, users=users, items=config.items, mean_len=config.mean_len)
+        # the key is named `seed` in the cache key as in 0.1.0, so existing caches still match
+        options.update(seed=config.data_seed, users=users, items=config.items,
+                       mean_len=config.mean_len)
     if preset.reader == "generic":
         options.update(user_col=config.user_col, item_col=config.item_col, time_col=config.time_col)
     return options
@@ -165,8 +166,6 @@ def resolve_sources(preset: Preset, config: DataConfig, *, console: Any = None) 
         if config.source:
             raise SeqbenchError(f"{preset.name} is generated and takes no --source")
         return {}
-    if config.source and config.download:
-        raise SeqbenchError("give either --source or --download, not both")
     if config.source:
         return assign_roles(preset, [Path(p).expanduser() for p in config.source])
     raw_dir = config.cache_root / "raw" / preset.name

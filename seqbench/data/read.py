@@ -18,7 +18,7 @@ Files = dict[str, Path]
 
 READERS: dict[str, Callable[[Files, DataConfig], RawData]] = {
     "synthetic": lambda files, c: synthetic.generate(
-        users=c.users, items=c.items, mean_len=c.mean_len, seed=c.seed
+        users=c.users, items=c.items, mean_len=c.mean_len, seed=c.data_seed
     ),
     "movielens-csv": lambda files, c: movielens.read_ratings_csv(files["ratings"]),
     "movielens-dat": lambda files, c: movielens.read_ratings_dat(files["ratings"]),

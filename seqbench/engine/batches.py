@@ -63,7 +63,7 @@ class NextItemData:
 class HoldoutData:
     """Evaluation instances of one split: input sequence, target, and the full history.
 
-    valid: input s[:-2], target s[-2]; test: input s[:-1], target s[-1] (design.md section 2).
+    valid: input s[:-2], target s[-2]; test: input s[:-1], target s[-1] (docs/datasets.md).
     `history_starts/ends` delimit the whole input sequence in `dataset.items` (not only its
     last `max_len` ids), which is what seen-item exclusion removes.
     """

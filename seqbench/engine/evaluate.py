@@ -1,4 +1,4 @@
-"""Batched, vectorised evaluation under a named protocol (design.md section 4).
+"""Batched, vectorised evaluation under a named protocol (docs/protocols.md).
 
 `full` ranks the target against the whole catalogue. Scores are computed one block of items at
 a time, so a batch never holds more than [batch, block] scores, even for 1M items. The user's
@@ -26,8 +26,8 @@ from seqbench.engine.batches import HoldoutData
 from seqbench.engine.distributed import SINGLE, Shard, sum_across
 from seqbench.engine.metrics import summarize, surprisal_weights
 from seqbench.errors import SeqbenchError
+from seqbench.vocabulary import PROTOCOLS
 
-PROTOCOLS = ("full", "sampled-99")
 SAMPLED_NEGATIVES = 99
 _ID_SPACE = (1 << 31) - 1
 _NONE = torch.iinfo(torch.int64).min  # the key of an excluded item: ranks below everything
@@ -232,8 +232,8 @@ class Evaluator:
                  stats: TrainStats | None = None, shard: Shard = SINGLE) -> None:
         unknown = [p for p in protocols if p not in PROTOCOLS]
         if unknown:
-            raise SeqbenchError(f"unknown protocol {unknown[0]!r}; choose from "
-                                f"{', '.join(PROTOCOLS)}")
+            raise ValueError(f"unknown protocol {unknown[0]!r}; choose from "
+                             f"{', '.join(PROTOCOLS)}")
         self.dataset = dataset
         self.data = HoldoutData.build(dataset, split, max_len)
         self.ks = sorted(set(ks))

@@ -1,4 +1,4 @@
-"""Ranking metrics as pure functions of ranks and top-K lists (design.md section 4).
+"""Ranking metrics as pure functions of ranks and top-K lists (docs/protocols.md).
 
 Conventions: `ranks` holds each evaluated user's 1-based rank of their single target (ties
 already broken by item id by the ranking code); `top` holds each user's ranked list as item ids,

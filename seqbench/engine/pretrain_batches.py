@@ -1,4 +1,4 @@
-"""S3Rec pretraining batches, built with tensor operations (design.md section 5).
+"""S3Rec pretraining batches, built with tensor operations (docs/s3rec.md).
 
 Instances are every prefix of every user's *training* sequence (validation and test items never
 appear), truncated to the last `max_len` items. Each epoch draws new masks, negatives and

@@ -1,6 +1,6 @@
 """S3Rec pretraining (Zhou et al., CIKM 2020): the shared encoder plus four self-supervised heads.
 
-Tasks (design.md section 5), each scoring `sigma(e . (W h + b))` with its own W:
+Tasks (docs/s3rec.md), each scoring `sigma(e . (W h + b))` with its own W:
 
 * AAP, associated attribute prediction: at unmasked positions, BCE over every attribute against
   the item's attribute set;
@@ -31,7 +31,7 @@ from seqbench.data.dataset import Dataset
 from seqbench.engine.encoder import INIT_STD, EncoderShape, TransformerEncoder, init_weights
 from seqbench.engine.heads import LowRankLinear, bilinear_head
 from seqbench.engine.pretrain_batches import PretrainBatch
-from seqbench.engine.s3rec_tasks import ATTRIBUTE_TASKS, TASKS, variant_name
+from seqbench.vocabulary import ATTRIBUTE_TASKS, TASKS, variant_name
 
 DEFAULT_WEIGHTS = {"aap": 0.2, "mip": 1.0, "map": 1.0, "sp": 0.5}
 
@@ -78,8 +78,6 @@ class AttributeIndex:
 
 class S3RecPretrainer(nn.Module):
     """Encoder + attribute embeddings + one bilinear head per enabled task."""
-
-    kind = "s3rec-pretrain"
 
     def __init__(self, shape: EncoderShape, num_attributes: int, heads: HeadsConfig) -> None:
         super().__init__()
@@ -164,21 +162,6 @@ def pairwise_loss(positive: torch.Tensor, negative: torch.Tensor) -> torch.Tenso
     benchmarks/pretrain_transfer.py).
     """
     return F.softplus(-(torch.sigmoid(positive) - torch.sigmoid(negative)))
-
-
-def parse_lowrank_heads(text: str) -> tuple[str, ...]:
-    """`--lowrank-heads`: "attributes" (AAP and MAP, the default), "all", or a list."""
-    value = text.strip().lower()
-    if value in ("attributes", "aap,map", "map,aap"):
-        return ATTRIBUTE_TASKS
-    if value == "all":
-        return TASKS
-    heads = tuple(h.strip() for h in value.split(",") if h.strip())
-    unknown = [h for h in heads if h not in TASKS]
-    if unknown or not heads:
-        raise ValueError(f"--lowrank-heads expects 'attributes', 'all' or a comma list of "
-                         f"{', '.join(TASKS)}; got {text!r}")
-    return heads
 
 
 def tasks_needing_attributes(weights: Mapping[str, float]) -> list[str]:

@@ -13,8 +13,6 @@ from seqbench.engine.encoder import EncoderShape, TransformerEncoder
 
 
 class SASRec(nn.Module):
-    kind = "sasrec"
-
     def __init__(self, shape: EncoderShape) -> None:
         super().__init__()
         self.encoder = TransformerEncoder(shape)

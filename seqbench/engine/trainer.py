@@ -26,10 +26,11 @@ from torch import nn
 from seqbench.engine.distributed import SINGLE, Shard, gather_to_main
 from seqbench.engine.telemetry import PeakMemoryMeter
 from seqbench.errors import SeqbenchError
+from seqbench.runs.schema import EPOCH, EpochRecord, Metrics
 
 log = logging.getLogger(__name__)
 
-Metrics = dict[str, dict[str, float]]  # {protocol: {metric: value}}
+EpochReport = EpochRecord  # what the trainer reports after each epoch (runs/schema.py)
 
 
 class Task(Protocol):
@@ -74,19 +75,6 @@ class Diverged(SeqbenchError):
 
 
 @dataclass
-class EpochReport:
-    epoch: int
-    losses: dict[str, float]
-    seconds: float
-    sequences_per_second: float
-    peak_memory_bytes: int
-    memory_kind: str
-    valid: Metrics | None = None
-    valid_seconds: float = 0.0
-    improved: bool = False
-
-
-@dataclass
 class FitResult:
     best_epoch: int
     best_valid: Metrics | None
@@ -101,11 +89,17 @@ class FitResult:
 
     @property
     def peak_memory_bytes(self) -> int:
-        return max((e.peak_memory_bytes for e in self.epochs), default=0)
+        return max((e.peak_memory_bytes or 0 for e in self.epochs), default=0)
+
+    @property
+    def sequences_per_second(self) -> float:
+        """Mean over epochs (0 before the first)."""
+        rates = [e.sequences_per_second or 0.0 for e in self.epochs]
+        return sum(rates) / len(rates) if rates else 0.0
 
     @property
     def memory_kind(self) -> str:
-        return self.epochs[0].memory_kind if self.epochs else ""
+        return (self.epochs[0].memory_kind or "") if self.epochs else ""
 
 
 LAST_CHECKPOINT = "last"
@@ -199,7 +193,7 @@ class Trainer:
             restore_rng(resume["rng_ranks"][self.shard.rank] if "rng_ranks" in resume
                         else resume["rng"])
             self.generator.set_state(resume["data_order"])
-            result.epochs = [EpochReport(**report) for report in trainer["epochs"]]
+            result.epochs = [EpochRecord.from_state(report) for report in trainer["epochs"]]
             result.best_epoch, result.best_valid = trainer["best_epoch"], trainer["best_valid"]
             best_score, stale = trainer["best_score"], trainer["stale"]
             elapsed_before = trainer["elapsed"]
@@ -296,7 +290,7 @@ class Trainer:
             loss = losses["loss"]
             if not torch.isfinite(loss.detach()).item():
                 raise Diverged(f"training diverged: the loss is {loss.item()} at epoch {epoch}, "
-                               f"step {step}; lower --lr or check the data")
+                               f"step {step}; lower the learning rate or check the data")
             loss.backward()
             self.optimizer.step()
             for name, value in losses.items():
@@ -330,17 +324,4 @@ class Trainer:
     def _record(self, report: EpochReport) -> None:
         if self.recorder is None:
             return
-        self.recorder.event(
-            "epoch",
-            epoch=report.epoch,
-            train_loss=report.losses.get("loss"),
-            losses=report.losses,
-            valid=report.valid,
-            epoch_seconds=report.seconds,
-            valid_seconds=report.valid_seconds,
-            sequences_per_second=report.sequences_per_second,
-            peak_memory_bytes=report.peak_memory_bytes,
-            memory_kind=report.memory_kind,
-            device=str(self.device),
-            improved=report.improved,
-        )
+        self.recorder.event(EPOCH, **report.to_event(device=str(self.device)))

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from seqbench.engine.s3rec_tasks import variant_rank
 from seqbench.errors import SeqbenchError
 from seqbench.fsutil import atomic_write_bytes
+from seqbench.vocabulary import variant_rank
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -245,9 +245,9 @@ def _valid_metric(event: dict[str, Any], protocol: str) -> float | None:
 
 
 def _finite(value: Any) -> float | None:
-    from seqbench.report.compare.facts import _number
+    from seqbench.runs.schema import number
 
-    return _number(value)
+    return number(value)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rich.console import Group
+from rich.console import Console, Group
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
@@ -58,7 +58,15 @@ def pretrain_table(summary: dict[str, Any]) -> Group:
     return _with_note(table, f"mean epoch {summary['mean_epoch_seconds']:.1f} s · "
                       f"{summary['sequences_per_second']:,.0f} instances/s · peak "
                       f"{format_bytes(summary['peak_memory_bytes'])} ({summary['memory_kind']}) · "
-                      f"{summary['device']} · checkpoint {summary['checkpoint']}")
+                      f"{summary['device']}")
+
+
+def print_pretraining(console: Console, summary: dict[str, Any]) -> None:
+    """A finished pretraining: its parameter account, its losses, and the checkpoint that
+    `finetune --from` takes on a line of its own, never wrapped (a copy gets it whole)."""
+    console.print(account_table(summary))
+    console.print(pretrain_table(summary))
+    console.print(Text(f"checkpoint: {summary['checkpoint']}"), soft_wrap=True, highlight=False)
 
 
 def sweep_table(rows: list[tuple[dict[str, Any], dict[str, Any]]]) -> Table:

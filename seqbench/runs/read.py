@@ -17,15 +17,21 @@ from pathlib import Path
 from typing import Any
 
 from seqbench.errors import SeqbenchError
+from seqbench.runs.schema import (
+    EPOCH,
+    RESUMED,
+    STATUSES,
+    TERMINAL_EVENTS,
+    EpochRecord,
+    ResolvedView,
+    SummaryView,
+)
 
 log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.json"
 EVENTS_FILE = "events.jsonl"
 SUMMARY_FILE = "summary.json"
-
-STATUSES = ("running", "finished", "failed", "interrupted", "unknown")
-_TERMINAL_EVENTS = {"end": "finished", "failed": "failed", "interrupted": "interrupted"}
 
 
 @dataclass
@@ -61,6 +67,20 @@ class RunView:
     def events_of(self, kind: str) -> list[dict[str, Any]]:
         """The events of one kind, e.g. every "epoch", in the order they were written."""
         return [event for event in self.events if event.get("event") == kind]
+
+    def epochs(self) -> list[EpochRecord]:
+        """The epoch events, read through the schema (unreadable ones skipped)."""
+        return [record for event in self.events_of(EPOCH)
+                if (record := EpochRecord.from_event(event)) is not None]
+
+    @property
+    def resolved(self) -> ResolvedView:
+        """What config.json says the run is (model kind, loss backend, variant, ...)."""
+        return ResolvedView.from_config(self.config)
+
+    @property
+    def summary_view(self) -> SummaryView:
+        return SummaryView.from_json(self.summary)
 
 
 def read_run(path: Path) -> RunView | None:
@@ -170,8 +190,8 @@ def run_status(config: dict[str, Any], events: list[dict[str, Any]],
         status = summary.get("status")
         return status if status in STATUSES else "unknown"
     last = events[-1].get("event") if events else None
-    if last in _TERMINAL_EVENTS:
-        return _TERMINAL_EVENTS[last]
+    if last in TERMINAL_EVENTS:
+        return TERMINAL_EVENTS[last]
     return "unknown" if _writer_is_gone(run_writer(config, events)) else "running"
 
 
@@ -184,7 +204,7 @@ def run_writer(config: dict[str, Any], events: list[dict[str, Any]]) -> dict[str
     """Host and pid of the process that wrote the run last: the one that resumed it last, else
     the one that started it (config.json)."""
     for event in reversed(events):
-        if event.get("event") == "resumed" and "pid" in event:
+        if event.get("event") == RESUMED and "pid" in event:
             return {"pid": event.get("pid"), "hostname": event.get("hostname")}
     env = config.get("environment")
     return env if isinstance(env, dict) else {}

@@ -39,9 +39,13 @@ def run_and_check(cli: Cli, tmp_path: Path, args: list[str], *fragments: str) ->
     (["bench", "--seed", "1,x"], ["--seed expects comma-separated int values"]),
     (["bench", "--dataset", "ml-30m"], ["unknown dataset 'ml-30m'"]),
     (["bench", "--device", "tpu9"], ["--device 'tpu9'"]),
+    (["bench", "--device", "mps"], ["--device mps asked for Apple's GPU"]),  # torch lacks it
+    (["bench", "--lr", "inf"], ["--lr must be > 0 and finite, got inf"]),
+    (["bench", "--lr", "nan"], ["--lr must be > 0"]),
+    (["bench", "--threads", "0"], ["--threads must be >= 1"]),
     (["bench", "--epochs", "abc"], ["--epochs"]),
     (["bench", "--time-limit", "0"], ["--time-limit must be > 0"]),
-    (["pretrain", "--lowrank", "--rank", "65"], ["--rank must be in [1, --dim = 64], got 65"]),
+    (["pretrain", "--rank", "65"], ["--rank must be in [1, --dim = 64], got 65"]),
     (["pretrain", "--rank", "0"], ["--rank must be in [1, --dim = 64], got 0"]),
     (["finetune", "--loss", "hinge"], ["--loss 'hinge'"]),
 ])
@@ -76,7 +80,7 @@ def test_garbage_data_file(cli: Cli, tmp_path: Path) -> None:
     garbage = tmp_path / "ratings.csv"
     garbage.write_bytes(bytes(range(256)) * 40)
     cache = tmp_path / "cache"
-    result = cli("prep", "--dataset", "ml-latest-small", "--source", str(garbage), "--out",
+    result = cli("prep", "--dataset", "ml-latest-small", "--source", str(garbage), "--data-dir",
                  str(cache))
     assert result.code != 0
     lines = result.err.strip().splitlines()

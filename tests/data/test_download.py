@@ -471,12 +471,12 @@ def test_prep_download_through_the_cli(
     server.put("ratings_Beauty.csv", rows.encode())
     monkeypatch.setenv("SEQBENCH_MIRROR", server.url)
     cache = tmp_path / "cache"
-    result = cli("prep", "--dataset", "beauty", "--download", "--out", str(cache))
+    result = cli("prep", "--dataset", "beauty", "--download", "--data-dir", str(cache))
     assert result.code == 0, result.err
     assert [r.path for r in server.requests] == ["/ratings_Beauty.csv"]
     assert (cache / "raw" / "beauty" / "ratings_Beauty.csv").read_text() == rows
     assert "interactions" in result.out and "200" in result.out
-    again = cli("prep", "--dataset", "beauty", "--download", "--out", str(cache))
+    again = cli("prep", "--dataset", "beauty", "--download", "--data-dir", str(cache))
     assert again.code == 0, again.err
     assert len(server.requests) == 1  # already fetched and verified: no network at all
     assert "reused the cache" in again.out

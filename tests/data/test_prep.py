@@ -35,7 +35,7 @@ def test_prep_prints_statistics_and_writes_a_loadable_cache(
 ) -> None:
     source = ml_ratings(tmp_path)
     result = cli(
-        "prep", "--dataset", "ml-latest-small", "--source", str(source), "--out", str(cache)
+        "prep", "--dataset", "ml-latest-small", "--source", str(source), "--data-dir", str(cache)
     )
     assert result.code == 0, result.err
     [entry] = cache_entries(cache)
@@ -55,7 +55,8 @@ def test_same_inputs_reuse_the_cache_without_recomputing(
     cli, cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     source = ml_ratings(tmp_path)
-    args = ("prep", "--dataset", "ml-latest-small", "--source", str(source), "--out", str(cache))
+    args = ("prep", "--dataset", "ml-latest-small", "--source", str(source), "--data-dir",
+            str(cache))
     assert cli(*args).code == 0
     [entry] = cache_entries(cache)
     stamp = (entry / "meta.json").stat().st_mtime_ns
@@ -73,7 +74,7 @@ def test_same_inputs_reuse_the_cache_without_recomputing(
 
 def test_different_options_or_content_make_a_different_entry(cache: Path, tmp_path: Path) -> None:
     source = ml_ratings(tmp_path)
-    base = DataConfig(dataset="ml-latest-small", source=[str(source)], cache_dir=str(cache))
+    base = DataConfig(dataset="ml-latest-small", source=[str(source)], data_dir=str(cache))
     first = prepare(base).dataset.path
     other_filter = prepare(DataConfig(**{**base.__dict__, "min_item": 2})).dataset.path
     assert other_filter != first
@@ -95,7 +96,7 @@ def test_interrupted_build_leaves_nothing(
 
     monkeypatch.setattr(prep_module, "write_arrays", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        prepare(DataConfig(dataset="ml-latest-small", source=[str(source)], cache_dir=str(cache)))
+        prepare(DataConfig(dataset="ml-latest-small", source=[str(source)], data_dir=str(cache)))
     assert cache_entries(cache) == []
 
 
@@ -109,7 +110,7 @@ def test_full_disk_while_writing_is_one_error_and_leaves_nothing(
     monkeypatch.setattr(prep_module, "write_arrays", disk_full)
     source = ml_ratings(tmp_path)
     with pytest.raises(SeqbenchError, match="cannot write the prepared dataset") as caught:
-        prepare(DataConfig(dataset="ml-latest-small", source=[str(source)], cache_dir=str(cache)))
+        prepare(DataConfig(dataset="ml-latest-small", source=[str(source)], data_dir=str(cache)))
     assert os.strerror(errno.ENOSPC) in str(caught.value)
     assert cache_entries(cache) == []
 
@@ -117,7 +118,7 @@ def test_full_disk_while_writing_is_one_error_and_leaves_nothing(
 def test_source_directory_is_searched_for_the_role_files(cache: Path, tmp_path: Path) -> None:
     source = ml_ratings(tmp_path)
     ds = prepare(
-        DataConfig(dataset="ml-latest-small", source=[str(source.parent)], cache_dir=str(cache))
+        DataConfig(dataset="ml-latest-small", source=[str(source.parent)], data_dir=str(cache))
     ).dataset
     assert ds.meta["sources"]["ratings"]["path"] == str(source.resolve())
 
@@ -125,7 +126,7 @@ def test_source_directory_is_searched_for_the_role_files(cache: Path, tmp_path: 
 def test_single_source_file_is_read_whatever_its_name(cli, cache: Path, tmp_path: Path) -> None:
     renamed = ml_ratings(tmp_path).rename(tmp_path / "myratings.csv")
     result = cli(
-        "prep", "--dataset", "ml-latest-small", "--source", str(renamed), "--out", str(cache)
+        "prep", "--dataset", "ml-latest-small", "--source", str(renamed), "--data-dir", str(cache)
     )
     assert result.code == 0, result.err
     [entry] = cache_entries(cache)
@@ -136,7 +137,7 @@ def test_source_directory_ignores_hidden_files(cache: Path, tmp_path: Path) -> N
     write(tmp_path / "log" / ".DS_Store", b"\x00\x01")
     events = write(tmp_path / "log" / "events.csv", "user,item\nu,a\nu,b\n")
     ds = prepare(
-        DataConfig(dataset="generic", source=[str(events.parent)], cache_dir=str(cache))
+        DataConfig(dataset="generic", source=[str(events.parent)], data_dir=str(cache))
     ).dataset
     assert ds.meta["sources"]["interactions"]["path"] == str(events.resolve())
 
@@ -146,7 +147,7 @@ def test_earlier_download_is_found_next_to_its_archive(cache: Path, tmp_path: Pa
     ratings = ml_ratings(tmp_path).rename(write(raw / "ratings.csv", ""))
     write(raw / "ml-latest-small.zip", b"PK\x05\x06" + bytes(18))
     write(raw / "downloads.json", "{}\n")
-    ds = prepare(DataConfig(dataset="ml-latest-small", cache_dir=str(cache))).dataset
+    ds = prepare(DataConfig(dataset="ml-latest-small", data_dir=str(cache))).dataset
     assert ds.meta["sources"]["ratings"]["path"] == str(ratings.resolve())
 
 
@@ -156,7 +157,7 @@ def test_read_only_cache_directory_is_one_error(
     """Tests run as root, who may write anywhere: stand in for a directory we may not write."""
     monkeypatch.setattr(fsutil.os, "access", lambda path, mode: Path(path) != cache)
     with pytest.raises(SeqbenchError, match=r"cannot write in it \(Permission denied\)") as caught:
-        prepare(DataConfig(dataset="synthetic", items=50, cache_dir=str(cache)))
+        prepare(DataConfig(dataset="synthetic", items=50, data_dir=str(cache)))
     assert str(caught.value).startswith(f"{cache}: cannot be used as the cache directory")
     assert list(cache.iterdir()) == []
 
@@ -165,7 +166,7 @@ def test_read_only_cache_directory_still_serves_what_it_holds(
     cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config = DataConfig(dataset="ml-latest-small", source=[str(ml_ratings(tmp_path))])
-    config.cache_dir = str(cache)
+    config.data_dir = str(cache)
     first = prepare(config)
     monkeypatch.setattr(fsutil.os, "access", lambda path, mode: False)
     again = prepare(config)
@@ -179,7 +180,7 @@ def test_s3rec_fixture_keeps_the_authors_ids(cache: Path, tmp_path: Path) -> Non
         '{"1": [1], "2": [2, 1], "3": [2], "4": [3], "5": [3, 1]}',
     )
     ds = prepare(
-        DataConfig(dataset="s3rec", source=[str(tmp_path / "s3")], cache_dir=str(cache))
+        DataConfig(dataset="s3rec", source=[str(tmp_path / "s3")], data_dir=str(cache))
     ).dataset
     assert ds.sequence(0).tolist() == [2, 3, 4, 5]
     assert ds.item_attributes(2).tolist() == [2, 1]
@@ -189,7 +190,8 @@ def test_s3rec_fixture_keeps_the_authors_ids(cache: Path, tmp_path: Path) -> Non
 @needs_shared_data("s3rec", "Beauty.txt")
 def test_real_s3rec_beauty_statistics(cli, cache: Path) -> None:
     result = cli(
-        "prep", "--dataset", "s3rec", "--source", str(SHARED_DATA / "s3rec"), "--out", str(cache)
+        "prep", "--dataset", "s3rec", "--source", str(SHARED_DATA / "s3rec"), "--data-dir",
+        str(cache)
     )
     assert result.code == 0, result.err
     stats = Dataset.load(cache_entries(cache)[0]).meta["stats"]
@@ -211,7 +213,7 @@ def test_real_ml_latest_small_kcore(cache: Path, k: int, expected: tuple[int, in
             min_user=k,
             min_item=k,
             source=[str(SHARED_DATA / "movielens" / "ml-latest-small")],
-            cache_dir=str(cache),
+            data_dir=str(cache),
         )
     ).dataset
     assert (ds.num_users, ds.num_items, len(ds.items)) == expected

@@ -26,7 +26,7 @@ def assert_clean_failure(result: CliResult, cache: Path, *fragments: str) -> Non
 def prep(
     cli: Cli, cache: Path, dataset: str, *sources: Path, extra: tuple[str, ...] = ()
 ) -> CliResult:
-    args = ["prep", "--dataset", dataset, "--out", str(cache), *extra]
+    args = ["prep", "--dataset", dataset, "--data-dir", str(cache), *extra]
     for source in sources:
         args += ["--source", str(source)]
     return cli(*args)
@@ -153,7 +153,8 @@ def test_negative_filter(cli, cache: Path, tmp_path: Path) -> None:
 
 def test_unknown_option_is_one_line(cli, cache: Path) -> None:
     assert_clean_failure(
-        cli("prep", "--datset", "ml-20m", "--out", str(cache)), cache, "No such option: --datset"
+        cli("prep", "--datset", "ml-20m", "--data-dir", str(cache)), cache,
+        "No such option: --datset"
     )
 
 
@@ -166,7 +167,8 @@ def test_missing_sources_suggest_source_or_download(cli, cache: Path) -> None:
 def test_config_with_unknown_key(cli, cache: Path, tmp_path: Path) -> None:
     config = write(tmp_path / "bad.toml", '[data]\ndataset = "ml-20m"\nmin_users = 3\n')
     assert_clean_failure(
-        cli("prep", "--config", str(config), "--out", str(cache)), cache, "unknown key 'min_users'"
+        cli("prep", "--config", str(config), "--data-dir", str(cache)), cache,
+        "unknown key 'min_users'"
     )
 
 

@@ -22,7 +22,7 @@ def start_prep(cache: Path, *args: str) -> subprocess.Popen[bytes]:
     # A shell that starts jobs in the background (as CI runners do) ignores SIGINT in them;
     # give the child the default disposition a terminal would, so Ctrl-C is what we test.
     return subprocess.Popen(
-        [sys.executable, "-m", "seqbench", "prep", *args, "--out", str(cache)],
+        [sys.executable, "-m", "seqbench", "prep", *args, "--data-dir", str(cache)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import re
 
 import numpy as np
@@ -12,7 +11,6 @@ from polars.testing import assert_frame_equal
 
 from seqbench.data.raw import RawData
 from seqbench.data.readers.synthetic import default_users, generate
-from seqbench.errors import SeqbenchError
 
 ATTRIBUTE_NAME = re.compile(r"topic-\d+|brand-\d+-\d+|tag-\d+")
 
@@ -173,20 +171,3 @@ def test_tail_is_visited(items: int, share: float) -> None:
     _, seen = columns(generate(items=items, seed=4))
     counts = np.bincount(seen, minlength=items + 1)[1:]
     assert np.mean(counts >= 3) >= share
-
-
-@pytest.mark.parametrize(
-    ("options", "option"),
-    [
-        ({"users": 0}, "--users"),
-        ({"items": 1}, "--items"),
-        ({"items": 0}, "--items"),
-        ({"mean_len": 2.5}, "--mean-len"),
-        ({"mean_len": math.nan}, "--mean-len"),
-        ({"mean_len": math.inf}, "--mean-len"),
-        ({"seed": -1}, "--seed"),
-    ],
-)
-def test_bad_options(options: dict[str, float], option: str) -> None:
-    with pytest.raises(SeqbenchError, match=f"^{option} must be"):
-        generate(**options)  # type: ignore[arg-type]

@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from seqbench.config.checks import parse_lowrank_heads
 from seqbench.engine.encoder import EncoderShape
 from seqbench.engine.heads import LowRankLinear
 from seqbench.engine.params import parameter_account
@@ -19,9 +20,8 @@ from seqbench.engine.s3rec import (
     AttributeIndex,
     HeadsConfig,
     S3RecPretrainer,
-    parse_lowrank_heads,
 )
-from seqbench.engine.s3rec_tasks import variant_name, variant_rank
+from seqbench.vocabulary import variant_name, variant_rank
 from tests.conftest import make_dataset
 
 NUM_ITEMS = 12
@@ -237,14 +237,6 @@ def test_paper_example_d64_r16_halves_the_aap_matrix() -> None:
     heads = {h.task: h for h in parameter_account(model).heads}
     assert (heads["aap"].full_rank_weights, heads["aap"].weights) == (4096, 2048)
     assert heads["map"].weights == 2048 and heads["sp"].weights == 4096
-
-
-def test_lowrank_heads_option() -> None:
-    assert parse_lowrank_heads("attributes") == ("aap", "map")
-    assert parse_lowrank_heads("all") == ("aap", "mip", "map", "sp")
-    assert parse_lowrank_heads("mip, sp") == ("mip", "sp")
-    with pytest.raises(ValueError, match="lowrank-heads"):
-        parse_lowrank_heads("aap,xyz")
 
 
 def test_variant_names_tell_apart_which_heads_are_low_rank() -> None:

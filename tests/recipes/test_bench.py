@@ -11,7 +11,7 @@ import torch
 
 import seqbench.engine.next_item as next_item
 from seqbench.config import RunConfig, load_config
-from seqbench.recipes import bench, prepare_bench
+from seqbench.recipes import bench, prepare_context
 from seqbench.runs.read import read_run
 
 SMALL = {"dataset": "synthetic", "items": 200, "users": 1200, "mean_len": 12.0}
@@ -20,11 +20,11 @@ FAST_MODEL = {"dim": 32, "layers": 1, "heads": 1, "dropout": 0.1, "max_len": 20}
 
 def config(tmp_path: Path, **train: Any) -> RunConfig:
     return load_config(None, {
-        "data": {**SMALL, "cache_dir": str(tmp_path / "cache")},
+        "data": {**SMALL, "data_dir": str(tmp_path / "cache")},
         "model": FAST_MODEL,
         "train": {"epochs": 6, "patience": 6, "batch_size": 128, "lr": 3e-3,
                   "runs_dir": str(tmp_path / "runs"), "negatives": 64, **train},
-        "eval": {"ks": [10]},
+        "eval": {"k": [10]},
     })
 
 
@@ -46,16 +46,17 @@ def diverge_from(monkeypatch: pytest.MonkeyPatch, call: int, factor: float, *,
 
 @pytest.mark.parametrize("loss", ["ce", "cce", "bce", "sampled"])
 def test_every_loss_clearly_beats_most_popular(tmp_path: Path, loss: str) -> None:
-    context = prepare_bench(config(tmp_path))
-    [summary] = bench(context, losses=[loss], seeds=[0])
+    context = prepare_context(config(tmp_path))
+    [summary] = bench(context, [context.config.replace(**{"train.loss": loss})])
     model = summary["test"]["full"]["NDCG@10"]
     popular = summary["baseline"]["test"]["full"]["NDCG@10"]
     assert model > 2 * popular and model - popular > 0.05, (model, popular)
 
 
 def test_cpu_runs_are_bit_for_bit_repeatable(tmp_path: Path) -> None:
-    context = prepare_bench(config(tmp_path, epochs=2))
-    first, second = bench(context, losses=["cce"], seeds=[3, 3])
+    context = prepare_context(config(tmp_path, epochs=2))
+    twice = [context.config.replace(**{"train.loss": "cce", "train.seed": 3})] * 2
+    first, second = bench(context, twice)
     assert first["run_id"] != second["run_id"]
     assert first["test"] == second["test"] and first["valid"] == second["valid"]
     losses = [[e["train_loss"] for e in read_run(Path(s["path"])).events if e["event"] == "epoch"]
@@ -65,18 +66,18 @@ def test_cpu_runs_are_bit_for_bit_repeatable(tmp_path: Path) -> None:
 
 def test_time_limit_stops_after_an_epoch_and_still_tests(tmp_path: Path) -> None:
     cfg = config(tmp_path, epochs=5)
-    cfg.train.time_limit_min = 1e-6  # crossed by the end of the first epoch
-    [summary] = bench(prepare_bench(cfg), losses=["ce"], seeds=[0])
+    cfg.train.time_limit = 1e-6  # crossed by the end of the first epoch
+    [summary] = bench(prepare_context(cfg))
     assert summary["epochs_run"] == 1 and summary["stop_reason"] == "time-limit"
     assert summary["best_epoch"] == 1 and summary["test"]["full"]["NDCG@10"] > 0
     without = config(tmp_path, epochs=2)
-    [full] = bench(prepare_bench(without), losses=["ce"], seeds=[0])
+    [full] = bench(prepare_context(without))
     assert full["epochs_run"] == 2 and full["stop_reason"] == "epochs"
 
 
 def test_run_directory_is_complete_after_success(tmp_path: Path) -> None:
-    context = prepare_bench(config(tmp_path, epochs=2))
-    [summary] = bench(context, losses=["ce"], seeds=[0])
+    context = prepare_context(config(tmp_path, epochs=2))
+    [summary] = bench(context)
     run = Path(summary["path"])
     assert {"config.json", "events.jsonl", "summary.json", "best.pt"} <= {
         p.name for p in run.iterdir()}
@@ -137,3 +138,16 @@ def test_bench_cli_runs_each_loss_and_seed(tmp_path: Path, cli) -> None:
     assert len(list(runs.iterdir())) == 4
     assert "cce[cpu-blockwise]" in result.out and "ce[torch]" in result.out
     assert "(full)" in result.out  # the protocol is named next to the metrics
+
+
+def test_threads_are_used_and_recorded(tmp_path: Path) -> None:
+    """Two runs side by side each took every core and ran ~9x slower than alone: --threads N
+    caps torch's threads for the run, and config.json says how many it had."""
+    before = torch.get_num_threads()
+    try:
+        [summary] = bench(prepare_context(config(tmp_path, epochs=1, threads=1)))
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    recorded = json.loads((Path(summary["path"]) / "config.json").read_text())
+    assert recorded["train"]["threads"] == 1

@@ -8,7 +8,9 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,11 +19,26 @@ import torch
 from seqbench.config import load_config
 from seqbench.engine.sasrec import SASRec
 from seqbench.errors import SeqbenchError
-from seqbench.recipes import _shape, load_resume_state, prepare_bench
-from seqbench.runs.record import load_checkpoint
+from seqbench.recipes import encoder_shape, load_resume_state, prepare_context
+from seqbench.runs.checkpoint import load_checkpoint
 from tests.conftest import SMALL_RUN, epochs_recorded
 
 DATA = {"dataset": "synthetic", "items": 200, "users": 800, "mean_len": 12.0}
+
+
+@pytest.fixture(autouse=True)
+def no_torchrun_leftovers() -> Iterator[None]:
+    """torchrun keeps a log directory per launch in the temp directory unless told where:
+    the tests (and `--nproc`) must leave none behind."""
+    temp = Path(tempfile.gettempdir())
+    before = set(temp.glob("torchelastic_*"))
+    yield
+    assert set(temp.glob("torchelastic_*")) == before
+
+
+def torchrun_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """The environment of a torchrun the test starts itself: its logs go under tmp_path."""
+    return {**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": str(tmp_path), **extra}
 MODEL = {"dim": 32, "layers": 1, "heads": 1, "max_len": 20, "dropout": 0.2}
 
 
@@ -32,7 +49,7 @@ def test_two_process_training_writes_one_run_and_evaluates_exactly(tmp_path: Pat
                "800", "--mean-len", "12", "--dim", "32", "--layers", "1", "--heads", "1",
                "--max-len", "20", "--epochs", "2", "--batch-size", "64",
                "--protocol", "full,sampled-99", "--runs-dir", str(runs)]
-    env = {**os.environ, "SEQBENCH_CACHE": str(cache), "OMP_NUM_THREADS": "1"}
+    env = torchrun_env(tmp_path, SEQBENCH_CACHE=str(cache))
     proc = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     [run] = list(runs.iterdir())  # only rank 0 records
@@ -43,11 +60,11 @@ def test_two_process_training_writes_one_run_and_evaluates_exactly(tmp_path: Pat
     assert [e["epoch"] for e in events if e["event"] == "epoch"] == [1, 2]
 
     # the recorded test metrics (gathered over 2 ranks) == one process on the same weights
-    cfg = load_config(None, {"data": {**DATA, "cache_dir": str(cache)}, "model": MODEL,
+    cfg = load_config(None, {"data": {**DATA, "data_dir": str(cache)}, "model": MODEL,
                              "train": {"runs_dir": str(tmp_path / "unused")},
-                             "eval": {"protocols": ["full", "sampled-99"]}})
-    context = prepare_bench(cfg)
-    model = SASRec(_shape(cfg, context.dataset))
+                             "eval": {"protocol": ["full", "sampled-99"]}})
+    context = prepare_context(cfg)
+    model = SASRec(encoder_shape(cfg, context.dataset.num_items))
     model.load_state_dict(load_checkpoint(run / "best.pt")["model"])
     model.eval()
     with torch.no_grad():
@@ -60,9 +77,9 @@ def test_two_process_pretraining_and_finetuning_record_once_each(tmp_path: Path)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                "--nproc-per-node=2", "-m", "seqbench", "pretrain", "--items", "200",
                "--users", "800", "--mean-len", "12", "--dim", "32", "--layers", "1", "--heads",
-               "1", "--max-len", "20", "--epochs", "2", "--lowrank", "--rank", "4",
+               "1", "--max-len", "20", "--epochs", "2", "--rank", "4",
                "--finetune", "--runs-dir", str(runs)]
-    env = {**os.environ, "SEQBENCH_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    env = torchrun_env(tmp_path, SEQBENCH_CACHE=str(tmp_path / "cache"))
     proc = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summaries = {json.loads((run / "config.json").read_text())["resolved"]["model"]:
@@ -95,7 +112,7 @@ def _kill_every_process_mentioning(marker: str) -> None:
 
 
 def test_two_process_run_killed_and_resumed_ends_exactly_as_left_alone(tmp_path: Path) -> None:
-    env = {**os.environ, "SEQBENCH_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    env = torchrun_env(tmp_path, SEQBENCH_CACHE=str(tmp_path / "cache"))
 
     def seqbench(*args: str) -> subprocess.Popen[bytes]:
         return subprocess.Popen([sys.executable, "-m", "seqbench", *args], env=env,
@@ -122,11 +139,11 @@ def test_two_process_run_killed_and_resumed_ends_exactly_as_left_alone(tmp_path:
     assert 2 <= epochs_recorded(runs) < 5
 
     # each rank continues its own random streams: resuming with another count is refused
-    cfg = load_config(None, {"data": {**DATA, "cache_dir": str(tmp_path / "cache")},
+    cfg = load_config(None, {"data": {**DATA, "data_dir": str(tmp_path / "cache")},
                              "model": MODEL, "train": {"runs_dir": str(tmp_path / "unused")}})
     with pytest.raises(SeqbenchError, match="trained with 2 processes but resumed with 1 "
                                             "process; resume it with 2"):
-        load_resume_state(run, prepare_bench(cfg).dataset)
+        load_resume_state(run, prepare_context(cfg).dataset)
 
     finished("bench", "--resume", str(run))  # starts the two processes itself
     resumed = json.loads((run / "summary.json").read_text())
@@ -143,7 +160,7 @@ def test_cce_under_two_processes_trains_like_ce(tmp_path: Path) -> None:
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                "--nproc-per-node=2", "-m", "seqbench", *_replaced(BENCH, "--epochs", "2"),
                "--loss", "ce,cce", "--runs-dir", str(runs)]
-    env = {**os.environ, "SEQBENCH_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    env = torchrun_env(tmp_path, SEQBENCH_CACHE=str(tmp_path / "cache"))
     proc = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     weights = {}

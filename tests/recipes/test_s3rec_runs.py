@@ -12,15 +12,14 @@ import torch
 from seqbench.config import RunConfig, load_config
 from seqbench.engine.sasrec import SASRec
 from seqbench.recipes import (
-    FINETUNE_PROVENANCE,
-    _shape,
+    encoder_shape,
     finetune,
     load_pretrained_encoder,
-    prepare_bench,
+    prepare_context,
     pretrain,
     resume_run,
 )
-from seqbench.runs.record import load_checkpoint
+from seqbench.runs.checkpoint import load_checkpoint
 from tests.report.test_compare import json_rows
 
 # attributes carry the transition structure here, so pretraining has something to learn
@@ -31,11 +30,11 @@ MODEL = {"dim": 32, "layers": 1, "heads": 1, "dropout": 0.2, "max_len": 20}
 def config(tmp_path: Path, *, pretrain_: dict[str, Any] | None = None,
            **train: Any) -> RunConfig:
     return load_config(None, {
-        "data": {**SMALL, "cache_dir": str(tmp_path / "cache")},
+        "data": {**SMALL, "data_dir": str(tmp_path / "cache")},
         "model": MODEL,
         "train": {"epochs": 3, "patience": 3, "batch_size": 128, "lr": 3e-3,
                   "runs_dir": str(tmp_path / "runs"), **train},
-        "eval": {"ks": [10], "protocols": ["full", "sampled-99"]},
+        "eval": {"k": [10], "protocol": ["full", "sampled-99"]},
         "pretrain": {"epochs": 3, "batch_size": 256, "lr": 3e-3, "checkpoint_every": 2,
                      **(pretrain_ or {})},
         "finetune": {},
@@ -45,7 +44,7 @@ def config(tmp_path: Path, *, pretrain_: dict[str, Any] | None = None,
 @pytest.fixture(scope="module")
 def pretrained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
     tmp_path = tmp_path_factory.mktemp("pretrained")
-    summary = pretrain(config(tmp_path, pretrain_={"epochs": 4}), rank=8)
+    summary = pretrain(config(tmp_path, pretrain_={"epochs": 4, "rank": 8}))
     return tmp_path, summary
 
 
@@ -76,12 +75,12 @@ def test_pretraining_run_is_recorded_with_checkpoints_and_account(
 def test_finetune_starts_from_exactly_the_pretrained_encoder(
         pretrained: tuple[Path, dict[str, Any]]) -> None:
     tmp_path, summary = pretrained
-    context = prepare_bench(config(tmp_path))
-    path, state, meta = load_pretrained_encoder(Path(summary["path"]), context.dataset,
-                                                _shape(context.config, context.dataset))
+    context = prepare_context(config(tmp_path))
+    shape = encoder_shape(context.config, context.dataset.num_items)
+    path, state, meta = load_pretrained_encoder(Path(summary["path"]), context.dataset, shape)
     assert path.name == "epoch-4.pt" and meta["epoch"] == 4  # a run dir means its last epoch
     saved = load_checkpoint(path)["model"]
-    model = SASRec(_shape(context.config, context.dataset))
+    model = SASRec(shape)
     model.load_state_dict(state)  # strict: every SASRec weight comes from the checkpoint
     for name, tensor in model.state_dict().items():
         assert torch.equal(tensor, saved[name]), name
@@ -94,27 +93,28 @@ def test_a_fine_tuning_from_a_checkpoint_resumes_to_the_same_result(
     started) continues it and ends exactly as the same run left alone."""
     checkpoint = Path(pretrained[1]["path"])
     whole = config(tmp_path / "whole", loss="bce")
-    expected = finetune(prepare_bench(whole), whole, init_from=checkpoint)
-    cut = config(tmp_path / "cut", loss="bce", time_limit_min=1e-6)
-    stopped = finetune(prepare_bench(cut), cut, init_from=checkpoint)
+    expected = finetune(prepare_context(whole), whole, init_from=checkpoint)
+    cut = config(tmp_path / "cut", loss="bce", time_limit=1e-6)
+    stopped = finetune(prepare_context(cut), cut, init_from=checkpoint)
     assert stopped["stop_reason"] == "time-limit" and stopped["epochs_run"] == 1
 
-    resumed = resume_run(Path(stopped["path"]), expected="finetune", time_limit_min=600)
+    resumed = resume_run(Path(stopped["path"]), expected="finetune",
+                         changes={"train.time_limit": 600})
     assert resumed["epochs_run"] == expected["epochs_run"] == 3
     assert resumed["test"] == expected["test"] and resumed["valid"] == expected["valid"]
-    recorded = json.loads((Path(stopped["path"]) / "config.json").read_text())["finetune"]
-    assert recorded["init_from"] == str(checkpoint / "epoch-4.pt")
-    assert set(recorded) == FINETUNE_PROVENANCE
+    recorded = json.loads((Path(stopped["path"]) / "config.json").read_text())
+    assert recorded["resolved"]["pretrained"]["checkpoint"] == str(checkpoint / "epoch-4.pt")
+    assert recorded["resolved"]["pretrained"]["epoch"] == 4
 
 
 def test_a_variant_with_other_low_rank_heads_is_recorded_and_compared_as_such(
         tmp_path: Path) -> None:
     """An AAP-only low-rank pretraining and the model fine-tuned from it read as "r16-aap" in
     `compare`, not as the default "r16" (AAP and MAP) they would otherwise be mistaken for."""
-    pre = pretrain(config(tmp_path, pretrain_={"epochs": 1, "lowrank_heads": "aap"}), rank=16)
+    pre = pretrain(config(tmp_path, pretrain_={"epochs": 1, "lowrank_heads": "aap", "rank": 16}))
     assert pre["variant"] == "r16-aap" and "-r16_aap-" in pre["run_id"]
     tuned = config(tmp_path, loss="bce", epochs=1)
-    finetune(prepare_bench(tuned), tuned, init_from=Path(pre["path"]))
+    finetune(prepare_context(tuned), tuned, init_from=Path(pre["path"]))
     rows = json_rows(tmp_path / "runs")
     assert {(row["model"], row["variant"]) for row in rows} == {  # a row per protocol
         ("s3rec", "r16-aap"), ("s3rec-pretrain", "r16-aap")}
@@ -130,7 +130,7 @@ def test_pretraining_gives_fine_tuning_a_head_start_at_equal_epochs(tmp_path: Pa
     cfg = config(tmp_path, loss="bce", epochs=2, patience=2, lr=1e-3,
                  pretrain_={"epochs": 30, "checkpoint_every": 30})
     summary = pretrain(cfg)
-    context = prepare_bench(cfg)
+    context = prepare_context(cfg)
     tuned = finetune(context, cfg, init_from=Path(summary["checkpoint"]))
     scratch = finetune(context, cfg, init_from=None)
     assert tuned["model"] == "s3rec" and scratch["model"] == "sasrec"

@@ -118,3 +118,24 @@ def test_epoch_line_that_fits_stays_one_line() -> None:
     (line,) = printed_lines(console)
     assert line.startswith("ce[torch] seed 1 epoch  12  loss 8.1234  aap 1.25")
     assert line.endswith("12,346 seq/s  peak 9.10 GiB (cuda-allocated)")
+
+
+def test_a_pretrainings_checkpoint_prints_whole_on_a_line_of_its_own() -> None:
+    """What `finetune --from` takes must survive a copy from an 80-column terminal or a pipe."""
+    from seqbench.report.s3rec_tables import print_pretraining
+
+    heads = [{"task": task, "rank": 16, "full_rank_weights": 4096, "weights": 2048,
+              "weight_reduction": -0.5, "full_rank_parameters": 4160, "parameters": 2112}
+             for task in ("aap", "map")]
+    pretraining = {**summary(), "model": "s3rec-pretrain", "variant": "r16",
+                   "first_losses": {"loss": 9.0, "aap": 5.0}, "final_losses": {"loss": 2.0,
+                                                                             "aap": 1.0},
+                   "checkpoint": f"{LONG_PATH}/epoch-100.pt",
+                   "parameter_account": {"heads": heads, "total": 931_200,
+                                         "total_full_rank": 935_296, "total_reduction": -0.0044,
+                                         "encoder": 877_888, "attribute_embeddings": 40_832}}
+    console = recording_console(80)
+    print_pretraining(console, pretraining)
+    lines = printed_lines(console)
+    assert f"checkpoint: {LONG_PATH}/epoch-100.pt" in lines
+    assert sum("epoch-100.pt" in line for line in lines) == 1

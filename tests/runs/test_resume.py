@@ -109,11 +109,11 @@ def test_a_run_stopped_by_its_time_limit_goes_on_with_a_longer_one(
     assert extended["status"] == "finished" and extended["epochs_run"] == 5
     assert extended["test"] == expected["test"] and extended["valid"] == expected["valid"]
     config = json.loads((Path(run) / "config.json").read_text())
-    assert config["train"]["time_limit_min"] == 600  # the record says how it was trained
+    assert config["train"]["time_limit"] == 600  # the record says how it was trained
     events = [json.loads(line) for line in (Path(run) / "events.jsonl").read_text().splitlines()]
     assert [e["epoch"] for e in events if e["event"] == "epoch"] == [1, 2, 3, 4, 5]
     [resumed] = [e for e in events if e["event"] == "resumed"]
-    assert resumed["time_limit_min"] == 600 and resumed["previous_time_limit_min"] == 0.0001
+    assert resumed["time_limit"] == 600 and resumed["previous_time_limit"] == 0.0001
 
 
 def test_ctrl_c_during_a_checkpoint_write_waits_for_it() -> None:
@@ -139,9 +139,9 @@ def test_disk_full_during_a_checkpoint_fails_cleanly_and_the_run_resumes(
     import contextlib
     import errno
 
-    import seqbench.runs.record as record
+    import seqbench.runs.checkpoint as checkpoint
     from seqbench.fsutil import atomic_file
-    from seqbench.runs.record import load_checkpoint
+    from seqbench.runs.checkpoint import load_checkpoint
 
     cache, expected = reference
     saves = {"last.pt": 0}
@@ -170,7 +170,7 @@ def test_disk_full_during_a_checkpoint_fails_cleanly_and_the_run_resumes(
             yield Full()
 
     monkeypatch.setenv("SEQBENCH_CACHE", str(cache))
-    monkeypatch.setattr(record, "atomic_file", filling_up)
+    monkeypatch.setattr(checkpoint, "atomic_file", filling_up)
     runs = tmp_path / "runs"
     result = cli("bench", *SMALL, "--runs-dir", str(runs))
     [run] = runs.iterdir()
@@ -183,7 +183,7 @@ def test_disk_full_during_a_checkpoint_fails_cleanly_and_the_run_resumes(
     assert load_checkpoint(run / "last.pt")["epoch"] == 2  # the previous one, whole
     assert not list(run.glob(".*.tmp"))  # no half-written file left behind
 
-    monkeypatch.setattr(record, "atomic_file", atomic_file)  # space again
+    monkeypatch.setattr(checkpoint, "atomic_file", atomic_file)  # space again
     result = cli("bench", "--resume", str(run))
     assert result.code == 0, result.err
     resumed = summary(runs)

@@ -21,15 +21,11 @@ import pytest
 import torch
 
 from seqbench.errors import SeqbenchError
-from seqbench.runs import record
+from seqbench.runs import checkpoint, record
+from seqbench.runs.checkpoint import load_checkpoint
+from seqbench.runs.jsonable import to_jsonable
 from seqbench.runs.read import list_runs, read_events_since, read_run
-from seqbench.runs.record import (
-    RunRecorder,
-    check_runs_dir,
-    load_checkpoint,
-    sanitize_name,
-    to_jsonable,
-)
+from seqbench.runs.record import RunRecorder, check_runs_dir, sanitize_name
 
 REPO = Path(__file__).resolve().parents[2]
 RUN_ID = re.compile(r"^\d{8}-\d{6}(-[a-z0-9._]+)*-[0-9a-f]{4}$")
@@ -454,7 +450,7 @@ def test_checkpoint_save_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         f.write(before[: len(before) // 2])
         raise error
 
-    monkeypatch.setattr(record.torch, "save", half_then_fail)
+    monkeypatch.setattr(checkpoint.torch, "save", half_then_fail)
     expected = SeqbenchError if isinstance(error, OSError) else type(error)
     with pytest.raises(expected):
         rec.save_checkpoint("best", {"model": {"w": torch.zeros(4)}, "epoch": 2})
@@ -526,7 +522,7 @@ def test_to_jsonable_keeps_plain_values() -> None:
 
 
 def test_runs_name_the_git_commit_they_ran_from(tmp_path: Path) -> None:
-    from seqbench.runs.record import source_revision
+    from seqbench.runs.environment import source_revision
 
     package = tmp_path / "checkout" / "seqbench"
     package.mkdir(parents=True)

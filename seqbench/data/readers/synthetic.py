@@ -26,7 +26,6 @@ import numpy as np
 import polars as pl
 
 from seqbench.data.raw import RawData
-from seqbench.errors import SeqbenchError
 
 DEFAULT_ITEMS = 1000
 DEFAULT_MEAN_LEN = 20.0
@@ -69,9 +68,11 @@ def generate(
     mean_len: float = DEFAULT_MEAN_LEN,
     seed: int = 0,
 ) -> RawData:
-    """Generate interactions (`user`, `item`, `ts`) and long-format item attributes."""
+    """Generate interactions (`user`, `item`, `ts`) and long-format item attributes.
+
+    The sizes are checked where they are set (`DataConfig`: users >= 1, items >= 2, mean
+    length >= 3, seed >= 0)."""
     users = default_users(items) if users is None else users
-    _validate(users=users, items=items, mean_len=mean_len, seed=seed)
     rng = np.random.default_rng(seed)
     catalogue = _catalogue(rng, items)
     lengths = _lengths(rng, users, mean_len)
@@ -85,18 +86,6 @@ def generate(
         schema={"user": pl.Int64, "item": pl.Int64, "ts": pl.Int64},
     )
     return RawData(interactions, _attributes(rng, catalogue))
-
-
-def _validate(*, users: int, items: int, mean_len: float, seed: int) -> None:
-    """Reject options the model cannot honour, naming the CLI option."""
-    if users < 1:
-        raise SeqbenchError(f"--users must be >= 1, got {users}")
-    if items < 2:
-        raise SeqbenchError(f"--items must be >= 2, got {items}")
-    if not (math.isfinite(mean_len) and mean_len >= MIN_LEN):
-        raise SeqbenchError(f"--mean-len must be a number >= {MIN_LEN}, got {mean_len}")
-    if seed < 0:
-        raise SeqbenchError(f"--seed must be >= 0, got {seed}")
 
 
 @dataclass

@@ -14,35 +14,35 @@ import logging
 
 import torch
 
-from seqbench.engine.losses.base import IGNORE_INDEX, Loss
+from seqbench.engine.losses.base import IGNORE_INDEX, Loss, LossOptions
 from seqbench.engine.losses.blockwise import DEFAULT_BLOCK_SIZE, blockwise_linear_cross_entropy
-from seqbench.engine.losses.cut import (
-    CutCrossEntropy,
-    FilterEps,
-    normalise_filter_eps,
-    parse_filter_eps,
-)
+from seqbench.engine.losses.cut import CutCrossEntropy, FilterEps, normalise_filter_eps
 from seqbench.engine.losses.full import FullCrossEntropy
 from seqbench.engine.losses.sampled import SampledBinaryCrossEntropy, SampledSoftmax
-from seqbench.errors import SeqbenchError
 
 __all__ = [
     "DEFAULT_BLOCK_SIZE",
     "IGNORE_INDEX",
-    "LOSS_NAMES",
+    "LOSSES",
     "CutCrossEntropy",
+    "FilterEps",
     "FullCrossEntropy",
     "Loss",
+    "LossOptions",
     "SampledBinaryCrossEntropy",
     "SampledSoftmax",
     "blockwise_linear_cross_entropy",
     "build_loss",
-    "parse_filter_eps",
+    "normalise_filter_eps",
 ]
 
 log = logging.getLogger(__name__)
 
-LOSS_NAMES = ("ce", "cce", "bce", "sampled")
+#: the registry: a loss's name (as `--loss` and the records spell it) -> its class. Adding a
+#: loss is a class with `name` and `backend`, an entry here, and its name and a few words in
+#: `seqbench.vocabulary.LOSSES` (docs/architecture.md, "Adding a loss").
+LOSSES: dict[str, type[Loss]] = {loss.name: loss for loss in (
+    FullCrossEntropy, CutCrossEntropy, SampledBinaryCrossEntropy, SampledSoftmax)}
 
 
 def build_loss(name: str, *, num_items: int, device: torch.device | str, negatives: int = 256,
@@ -50,27 +50,15 @@ def build_loss(name: str, *, num_items: int, device: torch.device | str, negativ
                block_size: int | None = None) -> Loss:
     """The loss called `name` for a catalogue of `num_items` real items on `device`.
 
-    The backend is fixed here (from the device) and reported as `loss.backend`. Options that a
-    loss does not use are ignored (`negatives`/`logq` outside `sampled`, `filter_eps` off CUDA,
-    `block_size` outside `cce` off CUDA); they are still validated, so a typo fails every run.
+    The backend is fixed here (from the device) and reported as `loss.backend`. Each loss
+    takes the options it uses (`negatives`/`logq`: sampled; `filter_eps`: cce on CUDA;
+    `block_size`: cce elsewhere) and ignores the others; the configuration has checked them all.
     """
-    if name not in LOSS_NAMES:
-        raise SeqbenchError(f"unknown loss {name!r}: choose one of {', '.join(LOSS_NAMES)}")
-    if negatives < 1:
-        raise SeqbenchError(f"--negatives must be >= 1, got {negatives}")
-    if block_size is not None and block_size < 1:
-        raise SeqbenchError(f"--block-size must be >= 1, got {block_size}")
-    filter_eps = normalise_filter_eps(filter_eps)
-    device = torch.device(device)
-    loss: Loss
-    if name == "ce":
-        loss = FullCrossEntropy(num_items=num_items, device=device)
-    elif name == "cce":
-        loss = CutCrossEntropy(num_items=num_items, device=device, filter_eps=filter_eps,
-                               block_size=block_size)
-    elif name == "bce":
-        loss = SampledBinaryCrossEntropy(num_items=num_items, device=device)
-    else:
-        loss = SampledSoftmax(num_items=num_items, device=device, negatives=negatives, logq=logq)
+    if name not in LOSSES:
+        raise ValueError(f"unknown loss {name!r}: choose one of {', '.join(LOSSES)}")
+    options = LossOptions(negatives=negatives, logq=logq, filter_eps=filter_eps,
+                          block_size=block_size)
+    loss = LOSSES[name].from_options(num_items=num_items, device=torch.device(device),
+                                     options=options)
     log.info("loss %s: backend %s", name, loss.backend)
     return loss

@@ -15,10 +15,21 @@ the trainer never know which one runs. Conventions shared by every loss:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 
 import torch
 
 IGNORE_INDEX = -100
+
+
+@dataclass(frozen=True)
+class LossOptions:
+    """Every loss's options; each loss takes the ones it uses (`Loss.from_options`)."""
+
+    negatives: int = 256  # sampled
+    logq: bool = False  # sampled
+    filter_eps: float | str | None = "high"  # cce on CUDA (see `cut`)
+    block_size: int | None = None  # cce off CUDA (None: the blockwise default)
 
 
 class Loss(ABC):
@@ -39,6 +50,12 @@ class Loss(ABC):
             raise ValueError(f"a loss needs at least one item, got num_items={num_items}")
         self.num_items = num_items
         self.device = torch.device(device)
+
+    @classmethod
+    def from_options(cls, *, num_items: int, device: torch.device,
+                     options: LossOptions) -> Loss:
+        """The loss with the options it uses (most use none)."""
+        return cls(num_items=num_items, device=device)
 
     @abstractmethod
     def __call__(self, hidden: torch.Tensor, items: torch.Tensor, targets: torch.Tensor, *,

@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 import torch
 
-from seqbench.engine.losses.base import IGNORE_INDEX, Loss
+from seqbench.engine.losses.base import IGNORE_INDEX, Loss, LossOptions
 from seqbench.engine.losses.blockwise import DEFAULT_BLOCK_SIZE, blockwise_linear_cross_entropy
 from seqbench.errors import SeqbenchError
 
@@ -31,40 +31,17 @@ FilterEps = float | str | None
 _NAMED_EPS = ("high", "auto")
 
 
-def parse_filter_eps(text: str) -> FilterEps:
-    """`--filter-eps`: "high" or "auto" (the library's default), "none"/"off", or a number >= 0."""
-    value = text.strip().lower()
-    if value in _NAMED_EPS:
-        return value
-    if value in ("none", "off"):
-        return None
-    try:
-        return _eps_number(float(value), text)
-    except ValueError:
-        raise _eps_error(text) from None
-
-
 def normalise_filter_eps(value: FilterEps | int) -> FilterEps:
-    """Accept what `parse_filter_eps` returns, its text, or an int; give the library its types
-    (it matches `float()`, so an int threshold would be rejected there)."""
-    if isinstance(value, str):
-        return parse_filter_eps(value)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _eps_error(value)
-    return _eps_number(float(value), value)
-
-
-def _eps_number(number: float, shown: object) -> float:
-    if not (math.isfinite(number) and number >= 0):
-        raise _eps_error(shown)
-    return number
-
-
-def _eps_error(shown: object) -> SeqbenchError:
-    return SeqbenchError(f"--filter-eps must be 'high', 'auto', 'none'/'off' or a number >= 0, "
-                         f"got {shown!r}")
+    """"high"/"auto", None or a number >= 0, as the library takes it: a float (it matches
+    `float()`, so an int threshold would be rejected there). The configuration parses the
+    user's text (`seqbench.config.checks.parse_filter_eps`); this guards the Python API."""
+    if value is None or value in _NAMED_EPS:
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float) or not (
+            math.isfinite(value) and value >= 0):
+        raise ValueError(f"filter_eps must be 'high', 'auto', None or a number >= 0, "
+                         f"got {value!r}")
+    return float(value)
 
 
 class CutCrossEntropy(Loss):
@@ -78,7 +55,7 @@ class CutCrossEntropy(Loss):
         self.filter_eps = normalise_filter_eps(filter_eps)
         self.block_size = DEFAULT_BLOCK_SIZE if block_size is None else block_size
         if self.block_size < 1:
-            raise SeqbenchError(f"--block-size must be >= 1, got {self.block_size}")
+            raise ValueError(f"block_size must be >= 1, got {self.block_size}")
         self._kernel: Callable[..., torch.Tensor] | None = None
         self._warned_fp32 = False
         if self.device.type == "cuda":
@@ -89,6 +66,12 @@ class CutCrossEntropy(Loss):
             self.backend = f"cce[{self.device.type}-blockwise]"
             log.info("cce: exact blockwise linear cross-entropy on %s (block %d items); "
                      "filter_eps does not apply", self.device.type, self.block_size)
+
+    @classmethod
+    def from_options(cls, *, num_items: int, device: torch.device,
+                     options: LossOptions) -> CutCrossEntropy:
+        return cls(num_items=num_items, device=device, filter_eps=options.filter_eps,
+                   block_size=options.block_size)
 
     def __call__(self, hidden: torch.Tensor, items: torch.Tensor, targets: torch.Tensor, *,
                  seen: torch.Tensor | None = None) -> torch.Tensor:
@@ -130,6 +113,6 @@ def _load_kernel() -> Callable[..., torch.Tensor]:
     try:
         from cut_cross_entropy import linear_cross_entropy
     except ImportError as exc:
-        raise SeqbenchError(f"--loss cce on CUDA needs the cut-cross-entropy package with Triton: "
-                            f"{exc}") from exc
+        raise SeqbenchError(f"the cce loss on CUDA needs the cut-cross-entropy package with "
+                            f"Triton: {exc}") from exc
     return linear_cross_entropy

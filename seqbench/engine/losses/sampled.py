@@ -12,7 +12,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from seqbench.engine.losses.base import IGNORE_INDEX, Loss, masked_mean
+from seqbench.engine.losses.base import IGNORE_INDEX, Loss, LossOptions, masked_mean
 
 #: Upper bound for uniform 64-bit draws: reduced modulo at most a few million items, the
 #: modulo bias is below 1e-12.
@@ -62,6 +62,12 @@ class SampledSoftmax(Loss):
         self.negatives = negatives
         self.logq = logq
         self.backend = f"sampled[uniform-{negatives}{',logq' if logq else ''}]"
+
+    @classmethod
+    def from_options(cls, *, num_items: int, device: torch.device,
+                     options: LossOptions) -> SampledSoftmax:
+        return cls(num_items=num_items, device=device, negatives=options.negatives,
+                   logq=options.logq)
 
     def __call__(self, hidden: torch.Tensor, items: torch.Tensor, targets: torch.Tensor, *,
                  seen: torch.Tensor | None = None) -> torch.Tensor:

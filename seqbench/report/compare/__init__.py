@@ -24,7 +24,6 @@ from seqbench.report.compare.facts import (
     PRETRAIN_LOSS,
     PRETRAIN_MODEL,
     RunFacts,
-    _number,
     run_facts,
     select_runs,
 )
@@ -36,7 +35,7 @@ from seqbench.report.run_table import HEADLINE
 
 __all__ = [  # what other code imports from here, and the names each step makes public
     "FORMATS", "GROUP_FIELDS", "PRETRAIN_LOSS", "PRETRAIN_MODEL", "BaselineRefs", "Column",
-    "CompareOptions", "Report", "Row", "RunFacts", "Stat", "_number", "build_report",
+    "CompareOptions", "Report", "Row", "RunFacts", "Stat", "build_report",
     "build_rows", "check_baseline", "compare_command", "rank_order", "render_csv", "render_json",
     "render_markdown", "render_tables", "run_facts", "select_runs", "summarize",
 ]

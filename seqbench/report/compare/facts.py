@@ -6,20 +6,19 @@ Everything downstream (rows, the report, charts) reads runs through RunFacts onl
 from __future__ import annotations
 
 import logging
-import math
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from seqbench.engine.s3rec_tasks import ATTRIBUTE_TASKS, variant_name
 from seqbench.errors import SeqbenchError
 from seqbench.report.compare.options import CompareOptions
 from seqbench.runs.read import RunView, list_runs, read_run
+from seqbench.runs.schema import ModelKind, pretrained_from
 
 log = logging.getLogger(__name__)
 
-PRETRAIN_MODEL = "s3rec-pretrain"
+PRETRAIN_MODEL = ModelKind.S3REC_PRETRAIN.value
 PRETRAIN_LOSS = "pretrain"  # what --loss matches for pretraining runs (they ignore train.loss)
 
 
@@ -54,9 +53,7 @@ class RunFacts:
 
     @property
     def is_finetuned_from_pretrain(self) -> bool:
-        finetune = self.view.config.get("finetune")
-        return (isinstance(finetune, dict) and "pretrain_rank" in finetune
-                and bool(finetune.get("init_from")))
+        return pretrained_from(self.view.config) is not None
 
     @property
     def label(self) -> str:
@@ -76,90 +73,38 @@ class RunFacts:
 
 
 def run_facts(view: RunView) -> RunFacts:
-    """Everything compare needs from one run directory: summary first, then config and events."""
-    summary = view.summary or {}
-    config = view.config
-    section = _section
-    resolved, train, data = section(config, "resolved"), section(config, "train"), section(
-        config, "data")
-    model = str(_first(summary.get("model"), resolved.get("model"), "?"))
+    """Everything compare needs from one run directory: summary first, then config and events
+    (runs/schema.py reads each file)."""
+    summary, resolved = view.summary_view, view.resolved
+    model = _first(summary.model, resolved.model, "?")
     is_pretrain = model == PRETRAIN_MODEL
-    loss = PRETRAIN_LOSS if is_pretrain else str(_first(summary.get("loss"), train.get("loss"),
-                                                        "?"))
-    backend = PRETRAIN_LOSS if is_pretrain else str(
-        _first(summary.get("loss_backend"), resolved.get("loss_backend"), loss))
-    variant, rank = _variant(config, is_pretrain)
-    epochs = view.events_of("epoch")
-    epoch_seconds = [s for s in (_number(e.get("epoch_seconds")) for e in epochs) if s is not None]
-    memory = [m for m in (_number(e.get("peak_memory_bytes")) for e in epochs) if m is not None]
-    memory_kinds = [e["memory_kind"] for e in epochs if isinstance(e.get("memory_kind"), str)]
-    seed = _first(summary.get("seed"), train.get("seed"))
-    parameters = _first(_number(summary.get("parameters")), _number(resolved.get("parameters")))
-    epochs_run = _first(_number(summary.get("epochs_run")), float(len(epochs)) if epochs else None)
+    loss = PRETRAIN_LOSS if is_pretrain else _first(summary.loss, resolved.loss, "?")
+    backend = PRETRAIN_LOSS if is_pretrain else _first(summary.loss_backend,
+                                                       resolved.loss_backend, loss)
+    epochs = view.epochs()
+    epoch_seconds = [e.seconds for e in epochs if e.seconds is not None]
+    memory = [e.peak_memory_bytes for e in epochs if e.peak_memory_bytes is not None]
+    memory_kinds = [e.memory_kind for e in epochs if e.memory_kind is not None]
+    epochs_run = _first(summary.epochs_run, len(view.events_of("epoch")) or None)
     return RunFacts(
         view=view,
-        dataset=str(_first(summary.get("dataset"), data.get("dataset"), "?")),
+        dataset=_first(summary.dataset, resolved.dataset, "?"),
         model=model,
         loss=loss,
         backend=backend,
-        seed=seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
-        variant=variant,
-        rank=rank,
-        device=_first(summary.get("device"), resolved.get("device")),
+        seed=_first(summary.seed, resolved.seed),
+        variant=resolved.variant,
+        rank=resolved.rank,
+        device=_first(summary.device, resolved.device),
         status=view.status,
-        peak_memory_bytes=_first(_number(summary.get("peak_memory_bytes")),
-                                 max(memory) if memory else None),
-        memory_kind=_first(summary.get("memory_kind"), memory_kinds[-1] if memory_kinds else None),
-        mean_epoch_seconds=_first(_number(summary.get("mean_epoch_seconds")),
+        peak_memory_bytes=_first(summary.peak_memory_bytes, max(memory) if memory else None),
+        memory_kind=_first(summary.memory_kind, memory_kinds[-1] if memory_kinds else None),
+        mean_epoch_seconds=_first(summary.mean_epoch_seconds,
                                   statistics.fmean(epoch_seconds) if epoch_seconds else None),
-        epochs=int(epochs_run) if epochs_run is not None else None,
-        parameters=int(parameters) if parameters is not None else None,
-        test=_test_metrics(summary.get("test")),
+        epochs=epochs_run,
+        parameters=_first(summary.parameters, resolved.parameters),
+        test=summary.test,
     )
-
-
-def _variant(config: dict[str, Any], is_pretrain: bool) -> tuple[str | None, int | None]:
-    """S3Rec's pretraining variant ("full", "r16", "r16-aap", ...) and rank, for pretrain and
-    fine-tune runs; from the config, so that a run still being written has it too."""
-    if is_pretrain:
-        resolved = _section(config, "resolved")
-        rank, heads = resolved.get("rank"), resolved.get("lowrank_heads")
-        variant = None
-    else:
-        finetune = _section(config, "finetune")
-        if "pretrain_rank" not in finetune or not finetune.get("init_from"):
-            return None, None
-        rank, heads = finetune.get("pretrain_rank"), None
-        variant = finetune.get("pretrain_variant")
-    rank = rank if isinstance(rank, int) and not isinstance(rank, bool) else None
-    if not isinstance(variant, str):  # pretraining; or a fine-tune without pretrain_variant
-        heads = heads if isinstance(heads, list) and heads else ATTRIBUTE_TASKS
-        variant = variant_name(rank, [str(h) for h in heads])
-    return variant, rank
-
-
-def _test_metrics(test: Any) -> dict[str, dict[str, float]]:
-    """{protocol: {metric: value}} keeping only finite numbers (anything else reads as missing)."""
-    if not isinstance(test, dict):
-        return {}
-    result = {}
-    for protocol, metrics in test.items():
-        if isinstance(metrics, dict):
-            result[str(protocol)] = {str(name): number for name, value in metrics.items()
-                                     if (number := _number(value)) is not None}
-    return result
-
-
-def _section(config: dict[str, Any], name: str) -> dict[str, Any]:
-    value = config.get(name)
-    return value if isinstance(value, dict) else {}
-
-
-def _number(value: Any) -> float | None:
-    """A finite number, or None: files written by hand or by an old version may hold anything."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None
 
 
 def _first(*values: Any) -> Any:

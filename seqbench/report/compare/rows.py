@@ -11,9 +11,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from seqbench.engine.s3rec_tasks import variant_rank
-from seqbench.report.compare.facts import RunFacts, _number
+from seqbench.report.compare.facts import RunFacts
 from seqbench.report.compare.options import CompareOptions
+from seqbench.runs.schema import number
+from seqbench.vocabulary import variant_rank
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ class Row:
         """peak_memory_bytes, mean_epoch_seconds, epochs or parameters over the row's runs."""
         if quantity == "peak_memory_bytes" and self.mixed_memory_kinds:
             return None  # bytes of RSS and of CUDA allocations do not average
-        return summarize(_number(getattr(run, quantity)) for run in self.runs)
+        return summarize(number(getattr(run, quantity)) for run in self.runs)
 
     @property
     def status(self) -> str:
