@@ -95,17 +95,17 @@ class Declared:
 
     @property
     def optional(self) -> bool:
-        return _is_optional(self.hint)
+        return is_optional(self.hint)
 
     @property
     def value_type(self) -> Any:
         """The type of one value: `int` for `int | None`, `list[int]` and a sweep of ints."""
-        hint = _without_none(self.hint)
+        hint = without_none(self.hint)
         return typing.get_args(hint)[0] if typing.get_origin(hint) is list else hint
 
     @property
     def is_list(self) -> bool:
-        return typing.get_origin(_without_none(self.hint)) is list
+        return typing.get_origin(without_none(self.hint)) is list
 
     @property
     def is_flag(self) -> bool:
@@ -148,13 +148,15 @@ def settings_of(root: type, command: str) -> Iterator[Declared]:
     return (d for d in declared_settings(root) if d.takes(command))
 
 
-def _is_optional(hint: Any) -> bool:
+def is_optional(hint: Any) -> bool:
+    """`X | None`."""
     return (typing.get_origin(hint) in (typing.Union, types.UnionType)
             and type(None) in typing.get_args(hint))
 
 
-def _without_none(hint: Any) -> Any:
-    if not _is_optional(hint):
+def without_none(hint: Any) -> Any:
+    """`X` for `X | None`; any other hint as it is."""
+    if not is_optional(hint):
         return hint
     (inner,) = [a for a in typing.get_args(hint) if a is not type(None)]
     return inner

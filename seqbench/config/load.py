@@ -12,11 +12,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 import sys
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from seqbench.config.declare import Declared, declared_settings
+from seqbench.config.declare import Declared, declared_settings, is_optional, without_none
 from seqbench.config.plan import Plan
 from seqbench.config.run import RunConfig, value_problem
 from seqbench.errors import SeqbenchError, SettingError
@@ -191,13 +192,13 @@ def _coerce(value: Any, declared: Declared, where: str) -> Any:
 
 def _coerce_one(value: Any, hint: Any, where: str) -> Any:
     """Check `value` against a simple type (int, float, str, bool, list[...], X | None)."""
-    declared_type = _plain(hint)
     if value is None:
-        if not _nullable(hint):
+        if not is_optional(hint):
             raise SeqbenchError(f"{where} must not be empty")
         return None
-    if isinstance(declared_type, tuple):  # list[inner]
-        (inner,) = declared_type
+    declared_type = without_none(hint)
+    if typing.get_origin(declared_type) is list:
+        (inner,) = typing.get_args(declared_type)
         if not isinstance(value, list):
             raise SeqbenchError(f"{where} must be a list, got {value!r}")
         return [_coerce_one(v, inner, where) for v in value]
@@ -220,26 +221,6 @@ def _coerce_one(value: Any, hint: Any, where: str) -> Any:
             raise SeqbenchError(f"{where} must be a string, got {value!r}")
         return value
     raise TypeError(f"unsupported setting type {hint!r} for {where}")  # a bug, not user input
-
-
-def _plain(hint: Any) -> Any:
-    """int | None -> int; list[int] -> (int,)."""
-    import typing
-
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    if typing.get_origin(hint) is list:
-        return (args[0],)
-    if _nullable(hint):
-        return _plain(args[0])
-    return hint
-
-
-def _nullable(hint: Any) -> bool:
-    import types
-    import typing
-
-    return (typing.get_origin(hint) in (typing.Union, types.UnionType)
-            and type(None) in typing.get_args(hint))
 
 
 def _plan(values: dict[str, Any], origins: dict[str, str]) -> Plan:

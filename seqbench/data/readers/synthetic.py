@@ -25,12 +25,13 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from seqbench.config.run import SYNTHETIC_MIN_MEAN_LEN
 from seqbench.data.raw import RawData
 
 DEFAULT_ITEMS = 1000
 DEFAULT_MEAN_LEN = 20.0
 
-MIN_LEN = 3  # every sequence survives a 3-core user filter
+MIN_LEN = SYNTHETIC_MIN_MEAN_LEN  # every sequence survives a 3-core user filter
 MAX_LEN_FACTOR = 10  # lengths are capped at 10 x mean_len
 LENGTH_SHAPE = 2.0  # negative binomial shape: skewed lengths, sd ~ 0.7 x (mean - 3)
 TOPIC_SIZE = (20, 50)  # inclusive range of topic sizes
