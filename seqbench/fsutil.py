@@ -84,6 +84,26 @@ def writable_dir(path: Path, purpose: str = "directory", hint: str = "") -> Path
     return path
 
 
+def check_creatable(path: Path, what: str) -> None:
+    """Fail (one line, starting with `what`) unless `path` is, or could be created as, a file
+    or directory in a place this process can write, without creating anything that stays.
+
+    A trial directory in the nearest existing ancestor tells the truth where `os.access`
+    does not (root is "allowed" in /proc; a read-only mount; ACLs); a file in the way fails."""
+    path = Path(os.path.abspath(path))
+    existing = path.parent
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise SeqbenchError(f"{what}: cannot write there: {existing} is a file, not a directory")
+    try:
+        trial = tempfile.mkdtemp(prefix=".seqbench-check-", dir=existing)
+    except OSError as exc:
+        raise SeqbenchError(f"{what}: cannot write in {existing} "
+                            f"({exc.strerror or exc})") from None
+    os.rmdir(trial)
+
+
 def unusable_dir(
     path: Path, exc: OSError, purpose: str = "directory", hint: str = ""
 ) -> SeqbenchError:

@@ -70,7 +70,7 @@ class HoldoutData:
 
     users: np.ndarray
     inputs: np.ndarray
-    targets: np.ndarray
+    targets: np.ndarray | None  # None: histories to recommend for, nothing held out
     history_starts: np.ndarray
     history_ends: np.ndarray
 
@@ -84,6 +84,14 @@ class HoldoutData:
         targets = dataset.items[ends].astype(np.int64)
         return cls(users=users, inputs=pad_left(dataset.items, starts, ends, max_len),
                    targets=targets, history_starts=starts, history_ends=ends)
+
+    @classmethod
+    def from_histories(cls, items: np.ndarray, starts: np.ndarray, ends: np.ndarray,
+                       max_len: int) -> HoldoutData:
+        """Whole histories `items[start:end]` without targets (what `recommend` ranks for);
+        rows are numbered 0..n-1 in `users`."""
+        return cls(users=np.arange(len(starts)), inputs=pad_left(items, starts, ends, max_len),
+                   targets=None, history_starts=starts, history_ends=ends)
 
     def __len__(self) -> int:
         return len(self.users)

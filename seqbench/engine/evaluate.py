@@ -15,6 +15,7 @@ so one integer comparison orders by (score desc, id asc) and `topk` returns the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -87,6 +88,14 @@ def order_keys(scores: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     return keys
 
 
+def key_scores(keys: torch.Tensor) -> torch.Tensor:
+    """The float32 scores back from keys (the flip in `order_keys` is its own inverse);
+    -inf where the key marks an excluded (missing) item."""
+    bits = (keys >> 32).to(torch.int32)
+    scores = (bits ^ ((bits >> 31) & 0x7FFFFFFF)).view(torch.float32)
+    return torch.where(keys == _NONE, torch.full_like(scores, -torch.inf), scores)
+
+
 def key_ids(keys: torch.Tensor) -> torch.Tensor:
     """Item ids back from keys; 0 where the key marks an excluded (missing) item."""
     ids = _ID_SPACE - (keys & 0xFFFFFFFF)
@@ -119,10 +128,12 @@ def sample_negatives(dataset: Dataset, users: np.ndarray, seed: int,
 
 @dataclass
 class Ranking:
-    """Per-user rank of the target and the top-K list (item ids, 0 = empty slot)."""
+    """Per-user rank of the target and the top-K list (item ids, 0 = empty slot) with its
+    scores (float32, as ranked; -inf in empty slots). `ranks` is 0 when there is no target."""
 
     ranks: np.ndarray
     top: np.ndarray
+    scores: np.ndarray | None = None
 
 
 @dataclass
@@ -161,13 +172,25 @@ def embed(scorer: Scorer, data: HoldoutData, *, device: torch.device, batch_size
 @torch.no_grad()
 def rank_full(embedded: Embedded, data: HoldoutData, dataset_items: np.ndarray, *, k: int,
               device: torch.device, exclude_seen: bool = True, batch_size: int = 512,
-              block_size: int = 32_768, shard: Shard = SINGLE) -> Ranking:
+              block_size: int = 32_768, shard: Shard = SINGLE,
+              on_batch: Callable[[int], None] | None = None) -> Ranking:
     """Exact rank of each target among all items, and the top-k lists, block by block.
-    Under `shard`, only this rank's batches are filled (zeros elsewhere)."""
+    Under `shard`, only this rank's batches are filled (zeros elsewhere).
+
+    Without targets (`data.targets` None: `recommend`'s histories) only the top-k lists are
+    made, with every history item excluded. A target is never excluded, even when it is also
+    in the history. A target inside the top-k list has its position there as its rank, so
+    the metrics and the list always agree (its own block score and the one it is compared
+    with are computed differently and can differ in the last bit)."""
+    if data.targets is None:
+        return _top_only(embedded, data, dataset_items, k=k, device=device,
+                         exclude_seen=exclude_seen, batch_size=batch_size,
+                         block_size=block_size, on_batch=on_batch)
     table = embedded.table
     num_items = table.shape[0]
     ranks = np.zeros(len(data), dtype=np.int64)
     top = np.zeros((len(data), k), dtype=np.int64)
+    top_scores = np.full((len(data), k), -np.inf, dtype=np.float32)
     for start in shard.batch_starts(len(data), batch_size):
         rows = np.arange(start, min(start + batch_size, len(data)))
         users = embedded.users[start:start + len(rows)]
@@ -194,15 +217,69 @@ def rank_full(embedded: Embedded, data: HoldoutData, dataset_items: np.ndarray, 
             greater += above.sum(1)
             block_best = keys.topk(min(k, hi - lo), dim=1).values
             best = torch.cat([best, block_best], dim=1).topk(k, dim=1).values
-        ranks[rows] = (greater + 1).cpu().numpy()
+        best_ids = key_ids(best)
+        listed = best_ids == targets[:, None]
+        position = listed.int().argmax(1) + 1
+        ranks[rows] = torch.where(listed.any(1), position,
+                                  torch.clamp(greater + 1, min=k + 1)).cpu().numpy()
+        top[rows] = best_ids.cpu().numpy()
+        top_scores[rows] = key_scores(best).cpu().numpy()
+        if on_batch is not None:
+            on_batch(len(rows))
+    return Ranking(ranks, top, top_scores)
+
+
+def _top_only(embedded: Embedded, data: HoldoutData, dataset_items: np.ndarray, *, k: int,
+              device: torch.device, exclude_seen: bool, batch_size: int, block_size: int,
+              on_batch: Callable[[int], None] | None) -> Ranking:
+    """Top-k lists without targets, the same lists as ordering every item by its key, faster.
+
+    Keys are built only for a block's candidates: the items scoring at least the block's k-th
+    largest score (`topk` on floats finds it but breaks ties arbitrarily; every item tied
+    with it is a candidate, so the ties are still broken by id). Building a key for each of
+    the users x items scores was most of `recommend`'s time on a CPU."""
+    table = embedded.table
+    num_items = table.shape[0]
+    top = np.zeros((len(data), k), dtype=np.int64)
+    top_scores = np.full((len(data), k), -np.inf, dtype=np.float32)
+    for start in range(0, len(data), batch_size):
+        rows = np.arange(start, min(start + batch_size, len(data)))
+        users = embedded.users[start:start + len(rows)]
+        if exclude_seen:
+            hist_rows, hist_items = (torch.from_numpy(a).to(device)
+                                     for a in data.history_pairs(rows, dataset_items))
+        best = torch.full((len(rows), k), _NONE, dtype=torch.int64, device=device)
+        for lo in range(0, num_items, block_size):
+            hi = min(lo + block_size, num_items)
+            scores = users @ table[lo:hi].T
+            if exclude_seen:
+                sel = (hist_items > lo) & (hist_items <= hi)
+                scores[hist_rows[sel], hist_items[sel] - lo - 1] = -torch.inf
+            kth = scores.topk(min(k, hi - lo), dim=1).values[:, -1:]
+            cand_rows, cand_cols = (scores >= kth).nonzero(as_tuple=True)
+            values = scores[cand_rows, cand_cols]
+            keys = order_keys(values, cand_cols + lo + 1)
+            keys[values == -torch.inf] = _NONE  # excluded items (a model's scores are finite)
+            counts = torch.bincount(cand_rows, minlength=len(rows))
+            firsts = torch.cumsum(counts, 0) - counts
+            slots = torch.arange(len(cand_rows), device=device) - firsts[cand_rows]
+            width = int(counts.max()) if len(cand_rows) else 1
+            block = torch.full((len(rows), width), _NONE, dtype=torch.int64, device=device)
+            block[cand_rows, slots] = keys
+            best = torch.cat([best, block], dim=1).topk(k, dim=1).values
         top[rows] = key_ids(best).cpu().numpy()
-    return Ranking(ranks, top)
+        top_scores[rows] = key_scores(best).cpu().numpy()
+        if on_batch is not None:
+            on_batch(len(rows))
+    return Ranking(np.zeros(len(data), dtype=np.int64), top, top_scores)
 
 
 @torch.no_grad()
 def rank_sampled(embedded: Embedded, data: HoldoutData, negatives: np.ndarray, *, k: int,
                  device: torch.device, batch_size: int = 512, shard: Shard = SINGLE) -> Ranking:
     """Rank of each target among itself and its fixed negatives; top-k of those candidates."""
+    if data.targets is None:
+        raise ValueError("sampled ranking needs targets")
     table = embedded.table
     ranks = np.zeros(len(data), dtype=np.int64)
     width = negatives.shape[1] + 1

@@ -21,6 +21,7 @@ from seqbench.engine.trainer import FitResult
 from seqbench.recipes.checkpoints import load_pretrained_encoder
 from seqbench.recipes.context import BenchContext
 from seqbench.recipes.run import Build, Job, autocast_dtype, encoder_shape
+from seqbench.runs.portable import attach_dataset
 from seqbench.runs.schema import ModelKind
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,8 @@ def next_item_job(kind: ModelKind = ModelKind.SASREC,
         def finish(fit: FitResult, run_path: Path | None) -> dict[str, Any]:
             model.eval()
             test = task.evaluate(context.test)
+            if run_path is not None:  # the run can recommend on its own (docs/runs.md)
+                attach_dataset(run_path, dataset.path)
             return {"loss": train.loss, "loss_backend": loss.backend,
                     "best_epoch": fit.best_epoch, "stopped_early": fit.stopped_early,
                     "valid": fit.best_valid, "test": test, "baseline": context.baseline}

@@ -17,6 +17,7 @@ from seqbench.engine.evaluate import (
     TrainStats,
     embed,
     key_ids,
+    key_scores,
     order_keys,
     rank_full,
     rank_sampled,
@@ -92,6 +93,60 @@ def test_rank_full_matches_brute_force(tmp_path: Path, block_size: int, exclude_
         rank, top = brute_force(scores[row], int(data.targets[row]), excluded, k)
         assert ranking.ranks[row] == rank
         assert ranking.top[row].tolist() == top
+
+
+@pytest.mark.parametrize("block_size", [3, 50])
+def test_rank_full_without_targets_excludes_the_whole_history(tmp_path: Path, block_size: int
+                                                              ) -> None:
+    """`recommend`'s histories: no target kept back, every history item excluded."""
+    rng = np.random.default_rng(2)
+    items = rng.integers(1, 11, size=20)
+    starts, ends = np.array([0, 5, 12, 12]), np.array([5, 12, 20, 12])  # one empty history
+    data = HoldoutData.from_histories(items, starts, ends, max_len=4)
+    assert data.targets is None and data.inputs[3].tolist() == [0, 0, 0, 0]
+    scores = rng.normal(size=(4, 10)).astype(np.float32)
+    ranking = rank_full(fixed_scores(scores), data, items, k=10, device=CPU, batch_size=3,
+                        block_size=block_size)
+    assert ranking.scores is not None
+    for row in range(4):
+        seen = set(items[starts[row]:ends[row]].tolist())
+        expected = sorted((j for j in range(1, 11) if j not in seen),
+                          key=lambda j: (-scores[row, j - 1], j))
+        listed = ranking.top[row][ranking.top[row] > 0].tolist()
+        assert listed == expected
+        assert ranking.scores[row][:len(listed)].tolist() == scores[row, np.array(listed) - 1
+                                                                    ].tolist()
+        assert np.isneginf(ranking.scores[row][len(listed):]).all()
+
+
+def test_key_scores_invert_order_keys() -> None:
+    scores = torch.tensor([0.0, -0.0, 1.5, -2.25, 3.4e38, -1e-30, float("inf")])
+    keys = order_keys(scores, torch.arange(1, 8))
+    assert key_scores(keys).tolist() == scores.tolist()
+
+
+def test_a_listed_target_is_ranked_where_the_list_puts_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rank agrees with the top list even when the target's own score and its block
+    score differ in the last bits (computed by different kernels): made to differ here."""
+    import seqbench.engine.evaluate as evaluate
+
+    exact = evaluate.order_keys
+
+    def skewed(scores: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        return exact(scores + 1e-3 if scores.dim() == 1 else scores, ids)  # the target's own
+
+    monkeypatch.setattr(evaluate, "order_keys", skewed)
+    ds = make_dataset(tmp_path, [[1, 2, 3]], num_items=4)
+    data = HoldoutData.build(ds, "test", max_len=3)
+    table = torch.tensor([[0.1], [0.2], [0.5], [0.5001]])
+    ranking = rank_full(Embedded(torch.tensor([[1.0]]), table), data, ds.items, k=4,
+                        device=CPU, exclude_seen=False)
+    assert ranking.top.tolist() == [[4, 3, 2, 1]]
+    assert ranking.ranks.tolist() == [2]  # by the count alone it would be 1
+    ranking = rank_full(Embedded(torch.tensor([[1.0]]), table), data, ds.items, k=1,
+                        device=CPU, exclude_seen=False)
+    assert ranking.top.tolist() == [[4]] and ranking.ranks.tolist() == [2]  # not listed: > k
 
 
 def test_rank_sampled_against_fixed_negatives(tmp_path: Path) -> None:

@@ -6,9 +6,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
+import seqbench
 from seqbench.config import RunConfig, load_config
 from seqbench.engine.sasrec import SASRec
 from seqbench.recipes import (
@@ -105,6 +107,16 @@ def test_a_fine_tuning_from_a_checkpoint_resumes_to_the_same_result(
     recorded = json.loads((Path(stopped["path"]) / "config.json").read_text())
     assert recorded["resolved"]["pretrained"]["checkpoint"] == str(checkpoint / "epoch-4.pt")
     assert recorded["resolved"]["pretrained"]["epoch"] == 4
+    # the resumed fine-tuning can recommend, and ranks as its evaluation did
+    rec = seqbench.load(Path(stopped["path"]))
+    assert rec.config.train.loss == "bce" and (Path(stopped["path"]) / "dataset").is_dir()
+    top = rec.recommend_users(history="test", k=10)
+    users = np.flatnonzero(rec.dataset.has_holdout)
+    items = rec.dataset.item_table()["original"].to_numpy()
+    targets = dict(zip(rec.dataset.user_table()["original"].to_numpy()[users].tolist(),
+                       items[rec.dataset.test_targets[users] - 1].tolist(), strict=True))
+    hits = sum(targets[user] == item for user, item in top.select("user", "item").iter_rows())
+    assert hits / len(users) == resumed["test"]["full"]["HR@10"]
 
 
 def test_a_variant_with_other_low_rank_heads_is_recorded_and_compared_as_such(
