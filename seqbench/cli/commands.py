@@ -38,8 +38,9 @@ def run_command(name: str, help: str
 
 
 @run_command("prep", "Read raw data with polars, filter it (iterative k-core), map ids, split "
-             "leave-one-out, and cache the result; prints the dataset's statistics. The same "
-             "inputs and options reuse the cache.")
+             "it (leave-one-out, or --split temporal at global cut-off times), and cache the "
+             "result; prints the dataset's statistics and the split's counts. The same inputs "
+             "and options reuse the cache.")
 def prep(given: Given) -> None:
     from seqbench.data.prep import prepare
     from seqbench.report.prep_table import prep_table
@@ -49,6 +50,9 @@ def prep(given: Given) -> None:
     with console.status(f"Preparing {name} ...") as status:
         result = prepare(config.data, console=console,
                          step=lambda text: status.update(f"{name}: {text}"))
+    if given.extras["json"]:
+        console.print_json(data=result.dataset.meta)
+        return
     console.print(prep_table(result))
 
 
@@ -235,8 +239,8 @@ def _prepared(config: RunConfig, shard: Any, *, evaluate: bool) -> Any:
                                   step=lambda text: status.update(f"{name}: {text}"))
     ds = context.dataset
     console.print(f"[bold]{escape(name)}[/]: {ds.num_users:,} users, {ds.num_items:,} items, "
-                  f"{len(ds.items):,} interactions, {ds.num_attributes:,} attributes · device "
-                  f"{context.device}", highlight=False)
+                  f"{len(ds.items):,} interactions, {ds.num_attributes:,} attributes · "
+                  f"{ds.split} split · device {context.device}", highlight=False)
     return context
 
 

@@ -48,13 +48,15 @@ RESUME = Extra("resume", ("--resume",), "Continue this killed, interrupted or ti
                "from its last checkpoint with its recorded settings; only --time-limit (a new "
                "limit, minutes over the whole run) and --threads may change.", Path | None,
                panel="Training", metavar="RUN")
+AS_JSON = Extra("json", ("--json",), "Print the cached meta.json (statistics, options, "
+                "sources, the split's cut-offs and counts) instead of the table.", bool)
 THEN_FINETUNE = Extra("finetune", ("--finetune",), "Fine-tune each pretrained model at once "
                       "(with the [train], [eval] and [finetune] settings of --config) and print "
                       "both protocols.", bool, panel="S3Rec")
 
 
 #: the options of each run command that are not settings
-EXTRAS: dict[str, tuple[Extra, ...]] = {"prep": (CONFIG,), "bench": (CONFIG, RESUME),
+EXTRAS: dict[str, tuple[Extra, ...]] = {"prep": (CONFIG, AS_JSON), "bench": (CONFIG, RESUME),
                                         "pretrain": (CONFIG, RESUME, THEN_FINETUNE),
                                         "finetune": (CONFIG, RESUME)}
 

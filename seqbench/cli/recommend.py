@@ -28,7 +28,7 @@ class History(str, Enum):
     "scores, in the dataset's original ids (columns user, rank, item, score; rank 1 = best), "
     "written to --out (.csv, .parquet or .jsonl) or shown as a table for a few users. Uses only "
     "the run directory (a copied run works without the dataset). With --history test it ranks "
-    "the leave-one-out test inputs exactly as the run's evaluation did, so HR/NDCG from the "
+    "the test inputs of the run's split exactly as the run's evaluation did, so HR/NDCG from the "
     "file equal the recorded full-ranking test metrics."))
 def recommend(
     run: Annotated[Path, typer.Argument(help="A finished run directory.", show_default=False)],
@@ -47,8 +47,8 @@ def recommend(
         "`user item item ...` (oldest first), or a .csv/.parquet of user,item[,ts]. Unknown "
         "items are skipped and counted.", show_default=False)] = None,
     history: Annotated[History, typer.Option(
-        help="Rank from every known interaction (all: production) or from the leave-one-out "
-        "test inputs (test: as evaluation ranked them).")] = History.all,
+        help="Rank from every known interaction (all: production) or from the test inputs of "
+        "the run's split (test: as evaluation ranked them).")] = History.all,
     k: Annotated[int, typer.Option("--k", "-k", help="Items per user.")] = 10,
     exclude_seen: Annotated[bool, typer.Option(
         "--exclude-seen/--include-seen", help="Leave out the items already in the history.")

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from seqbench.config.declare import Check
-from seqbench.vocabulary import ATTRIBUTE_TASKS, TASKS
+from seqbench.vocabulary import ATTRIBUTE_TASKS, TASKS, parse_protocol
 
 FilterEps = float | str | None  # what the CCE kernel's `filter_eps` takes
 NAMED_FILTER_EPS = ("high", "auto")
@@ -108,6 +108,20 @@ def parse_monitor(text: str) -> tuple[str, int]:
     return name, int(k)
 
 
+def protocol_names(names: list[str]) -> str | None:
+    """`--protocol`: at least one name, each one a protocol (`parse_protocol`), none twice."""
+    if not names:
+        return ("needs at least one of: full, sampled-99 (any sampled-N, N >= 1), "
+                "sampled-N-popular, sampled-file")
+    for name in names:
+        try:
+            parse_protocol(name)
+        except ValueError as exc:
+            return str(exc)
+    twice = [name for i, name in enumerate(names) if name in names[:i]]
+    return f"names {twice[0]!r} twice" if twice else None
+
+
 def parse_device(text: str) -> str:
     """`--device`: auto, or a device type with an optional index (cuda:1). Whether torch can
     use it is checked when the run starts (the recipe knows torch; the configuration not)."""
@@ -115,3 +129,27 @@ def parse_device(text: str) -> str:
         return text
     raise ValueError(f"{text!r} is not a device: use auto, {', '.join(DEVICE_TYPES)} or a "
                      f"type with an index (cuda:1)")
+
+
+def parse_time(text: str | int | float) -> float:
+    """A cut-off time: unix seconds (`1514764800`) or an ISO date or date-time
+    (`2018-01-01`, `2018-01-01T12:00:00`; UTC unless it names its zone)."""
+    import datetime as dt
+
+    if isinstance(text, bool):
+        raise ValueError(f"expected unix seconds or an ISO date, got {text!r}")
+    if isinstance(text, int | float):
+        return float(text)
+    stripped = str(text).strip()
+    try:
+        return float(stripped)
+    except ValueError:
+        pass
+    try:
+        moment = dt.datetime.fromisoformat(stripped)
+    except ValueError:
+        raise ValueError(f"expected unix seconds or an ISO date (2018-01-01), got {text!r}"
+                         ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.timezone.utc)
+    return moment.timestamp()

@@ -29,10 +29,16 @@ from seqbench.config.declare import (
     declared_settings,
     setting,
 )
-from seqbench.errors import SettingError
+from seqbench.errors import SettingError, flag_for
 from seqbench.vocabulary import LOSSES, PROTOCOLS
 
-DATA, SYNTH, GENERIC = "Data", "Synthetic data", "Generic data"
+DATA, SPLIT, SYNTH, GENERIC = "Data", "Split", "Synthetic data", "Generic data"
+#: how users' interactions are split into training, validation and test (docs/datasets.md)
+SPLITS = {
+    "loo": "leave-one-out: each user's last item is the test target, the one before validation",
+    "temporal": "global temporal: two cut-off times, training strictly before the first",
+}
+DEFAULT_FRACTION = 0.1  # temporal without cut-offs: the last 10% test, the 10% before valid
 MODEL, TRAIN, EVAL, S3REC = "Model", "Training", "Evaluation", "S3Rec"
 
 SYNTHETIC_MIN_MEAN_LEN = 3  # every generated sequence survives a 3-core user filter
@@ -94,6 +100,26 @@ class DataConfig:
     dedupe: bool | None = setting(
         None, help="Drop repeated (user, item) pairs, keeping the first.", commands=RUN_COMMANDS,
         panel=DATA, off_flag="--keep-duplicates", default_text="the dataset's")
+    split: str = setting(
+        "loo", help="How to split: loo (leave-one-out) or temporal (global cut-off times; "
+        "give --valid-time/--test-time or --valid-frac/--test-frac, default 0.1 and 0.1).",
+        commands=RUN_COMMANDS, panel=SPLIT, choices=SPLITS)
+    valid_time: str | None = setting(
+        None, help="Temporal split: validation starts here (unix seconds or an ISO date, UTC).",
+        commands=RUN_COMMANDS, panel=SPLIT, check=checks.parses(checks.parse_time),
+        metavar="TIME")
+    test_time: str | None = setting(
+        None, help="Temporal split: test starts here (at or after --valid-time).",
+        commands=RUN_COMMANDS, panel=SPLIT, check=checks.parses(checks.parse_time),
+        metavar="TIME")
+    valid_frac: float | None = setting(
+        None, help="Temporal split: the share of all interactions, just before the test "
+        "window, that is the validation window.", commands=RUN_COMMANDS, panel=SPLIT,
+        check=checks.between(0, 1, closed_low=False, closed_high=False), metavar="F")
+    test_frac: float | None = setting(
+        None, help="Temporal split: the share of all interactions, the latest, that is the "
+        "test window.", commands=RUN_COMMANDS, panel=SPLIT,
+        check=checks.between(0, 1, closed_low=False, closed_high=False), metavar="F")
     data_seed: int = setting(
         0, help="Seed of the synthetic generator.", commands=RUN_COMMANDS, panel=SYNTH,
         check=checks.at_least(0), renamed=(Renamed("seed"), Renamed("--seed", ("prep",))))
@@ -121,6 +147,45 @@ class DataConfig:
     def problems(self, config: RunConfig | None = None) -> Iterator[SettingError]:
         if self.source and self.download:
             yield SettingError("data.download", "and --source exclude each other: give one")
+        yield from self._split_problems()
+
+    def _split_problems(self) -> Iterator[SettingError]:
+        times = {"data.valid_time": self.valid_time, "data.test_time": self.test_time}
+        fracs = {"data.valid_frac": self.valid_frac, "data.test_frac": self.test_frac}
+        given = [path for path, value in {**times, **fracs}.items() if value is not None]
+        if self.split != "temporal":
+            for path in given:
+                yield SettingError(path, "applies to --split temporal only")
+            return
+        if any(v is not None for v in times.values()) and any(
+                v is not None for v in fracs.values()):
+            yield SettingError("data.valid_frac", "and --valid-time/--test-time exclude each "
+                               "other: give the cut-offs as times or as fractions")
+            return
+        for group in (times, fracs):
+            missing = [path for path, value in group.items() if value is None]
+            if len(missing) == 1:
+                other = next(path for path in group if path != missing[0]).partition(".")[2]
+                yield SettingError(missing[0], f"is needed with {flag_for(other)}")
+                return
+        if self.valid_time is not None and self.test_time is not None:
+            valid, test = (checks.parse_time(t) for t in (self.valid_time, self.test_time))
+            if test < valid:
+                yield SettingError("data.test_time", f"({self.test_time}) is before "
+                                   f"--valid-time ({self.valid_time}); it must be at or after")
+        if self.valid_frac is not None and self.test_frac is not None and (
+                self.valid_frac + self.test_frac >= 1):
+            yield SettingError("data.valid_frac", f"+ --test-frac is "
+                               f"{self.valid_frac + self.test_frac:g}; they must sum to less "
+                               f"than 1 (training needs the rest)")
+
+    def cutoffs(self) -> dict[str, float]:
+        """The temporal split as the cache key records it: times, or fractions."""
+        if self.valid_time is not None and self.test_time is not None:
+            return {"valid_time": checks.parse_time(self.valid_time),
+                    "test_time": checks.parse_time(self.test_time)}
+        return {"valid_frac": DEFAULT_FRACTION if self.valid_frac is None else self.valid_frac,
+                "test_frac": DEFAULT_FRACTION if self.test_frac is None else self.test_frac}
 
     def validate(self) -> None:
         """Raise the first problem of the data settings (for `prepare` called on its own)."""
@@ -215,8 +280,10 @@ class EvalConfig:
     """How to evaluate: protocols (named next to every number), cut-offs, model selection."""
 
     protocol: list[str] = setting(
-        ["full"], help="Protocols, comma-separated; the first selects the best epoch.",
-        commands=NEXT_ITEM, panel=EVAL, choices=PROTOCOLS, renamed=(Renamed("protocols"),))
+        ["full"], help="Protocols, comma-separated; the first selects the best epoch. "
+        + "; ".join(f"{form}: {what}" for form, what in PROTOCOLS.items())
+        + "; N an integer >= 1.", commands=NEXT_ITEM, panel=EVAL,
+        check=checks.protocol_names, renamed=(Renamed("protocols"),))
     k: list[int] = setting(
         [5, 10, 20], help="Cut-offs K of the metrics, comma-separated.", commands=NEXT_ITEM,
         panel=EVAL, check=_cutoffs, renamed=(Renamed("ks"),))
@@ -233,12 +300,22 @@ class EvalConfig:
     sampled_seed: int = setting(
         0, help="Seed of the negatives of sampled protocols (fixed per user).",
         commands=NEXT_ITEM, panel=EVAL, check=checks.at_least(0))
+    negatives_file: str | None = setting(
+        None, help="The negatives of --protocol sampled-file: one line per user, 'user neg1 "
+        "... negN' in the dataset's original ids (S3-Rec's <data>_sample.txt).",
+        commands=NEXT_ITEM, panel=EVAL, metavar="FILE", default_text="none")
 
     def problems(self, config: RunConfig) -> Iterator[SettingError]:
         _, k = checks.parse_monitor(self.monitor)
         if k not in self.k:
             yield SettingError("eval.monitor", f"must be HR@k or NDCG@k with k in --k "
                                                f"{self.k}, got {self.monitor!r}")
+        uses_file = "sampled-file" in self.protocol
+        if uses_file and self.negatives_file is None:
+            yield SettingError("eval.protocol", "sampled-file needs --negatives-file FILE")
+        if not uses_file and self.negatives_file is not None:
+            yield SettingError("eval.negatives_file", "is read only by --protocol "
+                                                      "sampled-file; add it or drop the file")
 
 
 @dataclass

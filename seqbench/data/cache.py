@@ -9,6 +9,8 @@ Layout of an entry `<cache>/prepared/<dataset>-<key>/`:
   attr_offsets.npy     int64 [I+2], CSR over item ids (only with attributes)
   attr_values.npy      int32 attribute ids 1..A
   attributes.parquet   id (1..A) -> original attribute
+  split.npy            int64 [U, 3], temporal split only: each user's train, validation and
+                       test part lengths (the sequence is their concatenation in time order)
 An entry is built in a staging directory and renamed into place, so it is either whole or absent.
 """
 
@@ -45,6 +47,8 @@ def write_arrays(prepared: Prepared, directory: Path) -> None:
     """Write the arrays and tables; `meta.json` is written last and marks a whole entry."""
     np.save(directory / "sequences.npy", prepared.items)
     np.save(directory / "offsets.npy", prepared.offsets)
+    if prepared.split_lengths is not None:
+        np.save(directory / "split.npy", prepared.split_lengths.astype(np.int64))
     pl.DataFrame(
         {"id": np.arange(prepared.num_users, dtype=np.int32), "original": prepared.user_ids}
     ).write_parquet(directory / "users.parquet")
@@ -77,9 +81,10 @@ def sequence_stats(prepared: Prepared) -> dict[str, Any]:
         "median_length": float(np.median(lengths)),
         "min_length": int(lengths.min()),
         "max_length": int(lengths.max()),
-        "users_with_holdout": int((lengths >= 3).sum()),
         "density": len(prepared.items) / (prepared.num_users * prepared.num_items),
     }
+    if prepared.split_lengths is None:  # leave-one-out: users with a validation and test item
+        stats["users_with_holdout"] = int((lengths >= 3).sum())
     if prepared.attr_offsets is not None and prepared.attribute_names is not None:
         per_item = np.diff(prepared.attr_offsets)[1:]
         stats["attributes"] = len(prepared.attribute_names)

@@ -1,4 +1,4 @@
-"""A prepared dataset as the engine sees it: user sequences, the leave-one-out split, attributes."""
+"""A prepared dataset as the engine sees it: user sequences, their split, attributes."""
 
 from __future__ import annotations
 
@@ -18,9 +18,12 @@ from seqbench.errors import SeqbenchError
 class Dataset:
     """Arrays of one cache entry (see `seqbench.data.cache` for the files).
 
-    Split (docs/datasets.md), for a user with sequence s of length n >= 3: train = s[:-2],
-    validation target s[-2] with input s[:-2], test target s[-1] with input s[:-1]. Users with
-    fewer than 3 interactions train on everything and have no validation or test target (0).
+    Leave-one-out (docs/datasets.md), for a user with sequence s of length n >= 3: train =
+    s[:-2], validation target s[-2] with input s[:-2], test target s[-1] with input s[:-1].
+    Users with fewer than 3 interactions train on everything and have no validation or test
+    target. Temporal (`split_lengths`): s is the user's train, validation and test parts in
+    time order; a window's targets are its part, its input everything before it, and its
+    users those with both (`holdout`).
     """
 
     path: Path
@@ -29,12 +32,14 @@ class Dataset:
     offsets: np.ndarray
     attr_offsets: np.ndarray | None = None
     attr_values: np.ndarray | None = None
+    split_lengths: np.ndarray | None = None
 
     @classmethod
     def load(cls, path: Path) -> Dataset:
         try:
             meta = json.loads((path / "meta.json").read_text())
             attrs = (path / "attr_offsets.npy").exists()
+            split = path / "split.npy"
             return cls(
                 path=path,
                 meta=meta,
@@ -42,6 +47,7 @@ class Dataset:
                 offsets=np.load(path / "offsets.npy"),
                 attr_offsets=np.load(path / "attr_offsets.npy") if attrs else None,
                 attr_values=np.load(path / "attr_values.npy") if attrs else None,
+                split_lengths=np.load(split) if split.exists() else None,
             )
         except (OSError, ValueError) as exc:
             raise SeqbenchError(
@@ -78,21 +84,49 @@ class Dataset:
     def sequence(self, user: int) -> np.ndarray:
         return self.items[self.offsets[user] : self.offsets[user + 1]]
 
+    @property
+    def split(self) -> str:
+        """"loo" or "temporal": named next to every metric of this data."""
+        return "loo" if self.split_lengths is None else "temporal"
+
     @cached_property
     def has_holdout(self) -> np.ndarray:
-        """Users with a validation and a test target (at least 3 interactions)."""
+        """Leave-one-out: users with a validation and a test target (at least 3 interactions)."""
         return self.lengths >= 3
 
     @cached_property
     def train_lengths(self) -> np.ndarray:
+        """Each user's training prefix: all a model may learn from."""
+        if self.split_lengths is not None:
+            return self.split_lengths[:, 0].astype(np.int64)
         return np.where(self.has_holdout, self.lengths - 2, self.lengths)
+
+    def holdout(self, window: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(users, input starts, input ends = target starts, target ends) of "valid" or
+        "test", as offsets into `items`: the input is everything before the window, the
+        targets the window's items (leave-one-out: the one held-out item)."""
+        if window not in ("valid", "test"):
+            raise ValueError(f"unknown split {window!r}")
+        starts = self.offsets[:-1]
+        if self.split_lengths is None:
+            users = np.flatnonzero(self.has_holdout)
+            ends = self.offsets[1:][users] - (2 if window == "valid" else 1)
+            return users, starts[users], ends, ends + 1
+        lengths = self.split_lengths
+        before = lengths[:, 0] if window == "valid" else lengths[:, 0] + lengths[:, 1]
+        inside = lengths[:, 1] if window == "valid" else lengths[:, 2]
+        users = np.flatnonzero((before > 0) & (inside > 0))
+        ends = starts[users] + before[users]
+        return users, starts[users], ends, ends + inside[users]
 
     @cached_property
     def valid_targets(self) -> np.ndarray:
+        """Leave-one-out: each user's validation item (0 without one)."""
         return np.where(self.has_holdout, self.items[np.maximum(self.offsets[1:] - 2, 0)], 0)
 
     @cached_property
     def test_targets(self) -> np.ndarray:
+        """Leave-one-out: each user's test item (0 without one)."""
         return np.where(self.has_holdout, self.items[np.maximum(self.offsets[1:] - 1, 0)], 0)
 
     def train_sequence(self, user: int) -> np.ndarray:

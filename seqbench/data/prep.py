@@ -20,7 +20,7 @@ from seqbench import __version__
 from seqbench.config import DataConfig
 from seqbench.data.cache import cache_key, file_sha256, sequence_stats, write_arrays
 from seqbench.data.dataset import Dataset
-from seqbench.data.pipeline import build
+from seqbench.data.pipeline import TemporalSplit, build
 from seqbench.data.presets import FileRole, Preset, get_preset
 from seqbench.data.read import read
 from seqbench.errors import SeqbenchError
@@ -62,14 +62,16 @@ def prepare(
         }
         for role, path in files.items()
     }
-    key = cache_key(
-        {
-            "dataset": preset.name,
-            "reader": preset.reader,
-            "options": options,
-            "sources": {role: s["sha256"] for role, s in sources.items()},
-        }
-    )
+    material: dict[str, Any] = {
+        "dataset": preset.name,
+        "reader": preset.reader,
+        "options": options,
+        "sources": {role: s["sha256"] for role, s in sources.items()},
+    }
+    temporal = _temporal(config)
+    if temporal is not None:  # leave-one-out keeps the key it always had
+        material["split"] = {"split": "temporal", **config.cutoffs()}
+    key = cache_key(material)
     root = config.cache_root / "prepared"
     entry = root / f"{preset.name}-{key[:16]}"
     if (entry / "meta.json").is_file():
@@ -83,6 +85,11 @@ def prepare(
         announce("reading" if files else "generating")
         raw = read(preset, files, config)
         timings["read"] = time.perf_counter() - tick
+        if temporal is not None and not raw.timed:
+            raise SeqbenchError(
+                f"--split temporal: {preset.name} has no interaction times (its files give "
+                f"only the order of each user's items); use --split loo"
+            )
         tick = time.perf_counter()
         announce("filtering, mapping ids, ordering")
         prepared = build(
@@ -90,6 +97,7 @@ def prepare(
             min_user=options["min_user"],
             min_item=options["min_item"],
             dedupe=options["dedupe"],
+            temporal=temporal,
         )
         del raw
         timings["filter_and_map"] = time.perf_counter() - tick
@@ -111,6 +119,7 @@ def prepare(
                 "options": options,
                 "sources": sources,
                 "stats": {**sequence_stats(prepared), **prepared.stats},
+                "split": prepared.split,
                 "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                 "seqbench_version": __version__,
                 "timings": timings,
@@ -125,6 +134,12 @@ def prepare(
     return PrepResult(
         Dataset.load(entry), reused=False, seconds=time.perf_counter() - started, timings=timings
     )
+
+
+def _temporal(config: DataConfig) -> TemporalSplit | None:
+    if config.split != "temporal":
+        return None
+    return TemporalSplit(**config.cutoffs())
 
 
 def writable_cache_root(config: DataConfig) -> Path:

@@ -15,6 +15,9 @@ class RawData:
     (Int64; for sources without time, the position in the user's sequence). Row order is the
     source order: it breaks ties between equal timestamps.
 
+    `timed` is False when `ts` are positions (the S3-Rec text format, a generic file without
+    --time-col): such data can only be split leave-one-out.
+
     `attributes`, when the source has them, is long format: one row per (item, attribute),
     `item` with the same dtype as in `interactions`, `attribute` the attribute's original
     name or id. Items without attributes simply have no rows.
@@ -22,3 +25,5 @@ class RawData:
 
     interactions: pl.DataFrame
     attributes: pl.DataFrame | None = None
+    #: whether `ts` holds real times (a temporal split needs them) or only positions
+    timed: bool = True

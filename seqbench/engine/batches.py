@@ -61,11 +61,14 @@ class NextItemData:
 
 @dataclass
 class HoldoutData:
-    """Evaluation instances of one split: input sequence, target, and the full history.
+    """Evaluation instances of one window: input sequence, target(s), and the full history.
 
-    valid: input s[:-2], target s[-2]; test: input s[:-1], target s[-1] (docs/datasets.md).
-    `history_starts/ends` delimit the whole input sequence in `dataset.items` (not only its
-    last `max_len` ids), which is what seen-item exclusion removes.
+    Leave-one-out valid: input s[:-2], target s[-2]; test: input s[:-1], target s[-1].
+    Temporal: input everything before the window, targets every item in it
+    (docs/datasets.md). `targets` is the first target (what HR, NDCG and MRR rank);
+    `target_starts/ends` delimit all of them in `dataset.items` (Recall, Precision, MAP).
+    `history_starts/ends` delimit the whole input sequence (not only its last `max_len`
+    ids), which is what seen-item exclusion removes.
     """
 
     users: np.ndarray
@@ -73,17 +76,16 @@ class HoldoutData:
     targets: np.ndarray | None  # None: histories to recommend for, nothing held out
     history_starts: np.ndarray
     history_ends: np.ndarray
+    target_starts: np.ndarray | None = None
+    target_ends: np.ndarray | None = None
 
     @classmethod
     def build(cls, dataset: Dataset, split: str, max_len: int) -> HoldoutData:
-        if split not in ("valid", "test"):
-            raise ValueError(f"unknown split {split!r}")
-        users = np.flatnonzero(dataset.has_holdout)
-        starts = dataset.offsets[:-1][users]
-        ends = dataset.offsets[1:][users] - (2 if split == "valid" else 1)
+        users, starts, ends, target_ends = dataset.holdout(split)
         targets = dataset.items[ends].astype(np.int64)
         return cls(users=users, inputs=pad_left(dataset.items, starts, ends, max_len),
-                   targets=targets, history_starts=starts, history_ends=ends)
+                   targets=targets, history_starts=starts, history_ends=ends,
+                   target_starts=ends, target_ends=target_ends)
 
     @classmethod
     def from_histories(cls, items: np.ndarray, starts: np.ndarray, ends: np.ndarray,
@@ -93,13 +95,30 @@ class HoldoutData:
         return cls(users=np.arange(len(starts)), inputs=pad_left(items, starts, ends, max_len),
                    targets=None, history_starts=starts, history_ends=ends)
 
+    @property
+    def several_targets(self) -> bool:
+        """Whether some user has more than one target (a temporal window)."""
+        return (self.target_starts is not None and self.target_ends is not None
+                and bool(((self.target_ends - self.target_starts) > 1).any()))
+
     def __len__(self) -> int:
         return len(self.users)
 
     def history_pairs(self, rows: np.ndarray, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(row-in-batch, item id) for every item in the histories of batch rows `rows`."""
-        starts, ends = self.history_starts[rows], self.history_ends[rows]
-        lengths = ends - starts
-        batch_rows = np.repeat(np.arange(len(rows)), lengths)
-        offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-        return batch_rows, items[np.repeat(starts, lengths) + offsets].astype(np.int64)
+        return _pairs(self.history_starts[rows], self.history_ends[rows], items)
+
+    def target_pairs(self, rows: np.ndarray, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(row-in-batch, item id) for every target of batch rows `rows`."""
+        if self.target_starts is None or self.target_ends is None:
+            assert self.targets is not None
+            return np.arange(len(rows)), self.targets[rows]
+        return _pairs(self.target_starts[rows], self.target_ends[rows], items)
+
+
+def _pairs(starts: np.ndarray, ends: np.ndarray, items: np.ndarray
+           ) -> tuple[np.ndarray, np.ndarray]:
+    lengths = ends - starts
+    batch_rows = np.repeat(np.arange(len(starts)), lengths)
+    offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    return batch_rows, items[np.repeat(starts, lengths) + offsets].astype(np.int64)

@@ -2,11 +2,11 @@
 
 `full` ranks the target against the whole catalogue. Scores are computed one block of items at
 a time, so a batch never holds more than [batch, block] scores, even for 1M items. The user's
-items from the input sequence are excluded (except the target itself), unless asked not to.
+items from the input sequence are excluded (except the targets), unless asked not to.
 
-`sampled-99` ranks the target against 99 negatives drawn uniformly from the items the user
-never interacted with, fixed per user by a seed (the S3Rec paper's protocol). The two protocols
-differ by an order of magnitude; their numbers are never mixed.
+The sampled protocols (`sampled-N`, `sampled-N-popular`, `sampled-file`) rank the target
+against fixed negatives per user (`engine/negatives.py`); `sampled-99` is the S3Rec paper's.
+Full and sampled numbers differ by an order of magnitude and are never mixed.
 
 Ties are broken by item id (lower id first) exactly: each score is turned into a 64-bit key,
 the float's order-preserving bit pattern in the high half and the inverted id in the low half,
@@ -25,9 +25,14 @@ import torch
 from seqbench.data.dataset import Dataset
 from seqbench.engine.batches import HoldoutData
 from seqbench.engine.distributed import SINGLE, Shard, sum_across
-from seqbench.engine.metrics import summarize, surprisal_weights
-from seqbench.errors import SeqbenchError
-from seqbench.vocabulary import PROTOCOLS
+from seqbench.engine.metrics import (
+    summarize,
+    summarize_targets,
+    surprisal_weights,
+    target_hits,
+)
+from seqbench.engine.negatives import negatives_for, uniform_negatives
+from seqbench.vocabulary import parse_protocol
 
 SAMPLED_NEGATIVES = 99
 _ID_SPACE = (1 << 31) - 1
@@ -104,26 +109,9 @@ def key_ids(keys: torch.Tensor) -> torch.Tensor:
 
 def sample_negatives(dataset: Dataset, users: np.ndarray, seed: int,
                      n: int = SAMPLED_NEGATIVES) -> np.ndarray:
-    """[len(users), n] distinct item ids each user never interacted with, fixed by (seed, user)."""
-    if dataset.num_items - int(dataset.lengths.max()) < n:
-        raise SeqbenchError(f"sampled-{n} needs at least {n} items a user never interacted "
-                            f"with; this catalogue has {dataset.num_items} items")
-    out = np.empty((len(users), n), dtype=np.int64)
-    for row, user in enumerate(users):
-        rng = np.random.default_rng([seed, int(user)])
-        seen = np.unique(dataset.sequence(int(user)))
-        chosen: list[np.ndarray] = []
-        total = 0
-        while total < n:
-            draw = rng.integers(1, dataset.num_items + 1, size=2 * n)
-            draw = draw[~np.isin(draw, seen)]
-            _, first = np.unique(draw, return_index=True)
-            draw = draw[np.sort(first)]
-            draw = draw[~np.isin(draw, np.concatenate(chosen))] if chosen else draw
-            chosen.append(draw[: n - total])
-            total += len(chosen[-1])
-        out[row] = np.concatenate(chosen)
-    return out
+    """[len(users), n] distinct item ids each user never interacted with, fixed by (seed, user)
+    (`seqbench.engine.negatives.uniform_negatives`, kept under its earlier name)."""
+    return uniform_negatives(dataset, users, seed, n)
 
 
 @dataclass
@@ -179,15 +167,17 @@ def rank_full(embedded: Embedded, data: HoldoutData, dataset_items: np.ndarray, 
 
     Without targets (`data.targets` None: `recommend`'s histories) only the top-k lists are
     made, with every history item excluded. A target is never excluded, even when it is also
-    in the history. A target inside the top-k list has its position there as its rank, so
-    the metrics and the list always agree (its own block score and the one it is compared
-    with are computed differently and can differ in the last bit)."""
+    in the history (with several targets per user, as in a temporal window: none of them).
+    A target inside the top-k list has its position there as its rank, so the metrics and
+    the list always agree (its own score and the block score it is compared with are
+    computed differently and can differ in the last bit)."""
     if data.targets is None:
         return _top_only(embedded, data, dataset_items, k=k, device=device,
                          exclude_seen=exclude_seen, batch_size=batch_size,
                          block_size=block_size, on_batch=on_batch)
     table = embedded.table
     num_items = table.shape[0]
+    several = data.several_targets
     ranks = np.zeros(len(data), dtype=np.int64)
     top = np.zeros((len(data), k), dtype=np.int64)
     top_scores = np.full((len(data), k), -np.inf, dtype=np.float32)
@@ -199,7 +189,14 @@ def rank_full(embedded: Embedded, data: HoldoutData, dataset_items: np.ndarray, 
         if exclude_seen:
             hist_rows, hist_items = (torch.from_numpy(a).to(device)
                                      for a in data.history_pairs(rows, dataset_items))
-            keep = hist_items != targets[hist_rows]
+            if several:  # no target is excluded, even one the user had before
+                size = num_items + 1
+                target_rows, target_items = (torch.from_numpy(a).to(device)
+                                             for a in data.target_pairs(rows, dataset_items))
+                keep = ~torch.isin(hist_rows * size + hist_items,
+                                   target_rows * size + target_items)
+            else:
+                keep = hist_items != targets[hist_rows]
             hist_rows, hist_items = hist_rows[keep], hist_items[keep]
         greater = torch.zeros(len(rows), dtype=torch.int64, device=device)
         best = torch.full((len(rows), k), _NONE, dtype=torch.int64, device=device)
@@ -306,11 +303,9 @@ class Evaluator:
     def __init__(self, dataset: Dataset, split: str, *, max_len: int, ks: list[int],
                  protocols: list[str], device: torch.device, exclude_seen: bool = True,
                  sampled_seed: int = 0, batch_size: int = 512, block_size: int = 32_768,
-                 stats: TrainStats | None = None, shard: Shard = SINGLE) -> None:
-        unknown = [p for p in protocols if p not in PROTOCOLS]
-        if unknown:
-            raise ValueError(f"unknown protocol {unknown[0]!r}; choose from "
-                             f"{', '.join(PROTOCOLS)}")
+                 stats: TrainStats | None = None, shard: Shard = SINGLE,
+                 negatives_file: str | None = None) -> None:
+        parsed = [parse_protocol(p) for p in protocols]  # ValueError on an unknown name
         self.dataset = dataset
         self.data = HoldoutData.build(dataset, split, max_len)
         self.ks = sorted(set(ks))
@@ -321,8 +316,12 @@ class Evaluator:
         self.block_size = block_size
         self.stats = stats or TrainStats.from_dataset(dataset)
         self.shard = shard  # ranks split the batches, then sum: metrics as one process
-        self.negatives = (sample_negatives(dataset, self.data.users, sampled_seed)
-                          if "sampled-99" in protocols else None)
+        #: the fixed negatives of each sampled protocol, [users, N] item ids
+        self.negatives = {
+            p.name: negatives_for(p, dataset, self.data.users, self.data.targets,
+                                  seed=sampled_seed, counts=self.stats.counts,
+                                  negatives_file=negatives_file)
+            for p in parsed if p.kind != "full"}
 
     def __call__(self, scorer: Scorer) -> dict[str, dict[str, float]]:
         """{protocol: {metric: value}} for every requested protocol."""
@@ -336,6 +335,10 @@ class Evaluator:
             results[protocol] = summarize(ranking.ranks, ranking.top, self.ks,
                                           train_items=self.stats.train_items,
                                           weights=self.stats.weights)
+            if protocol == "full" and self.dataset.split == "temporal":
+                hits, counts = target_hits(ranking.top, *self.data.target_pairs(
+                    np.arange(len(self.data)), self.dataset.items))
+                results[protocol].update(summarize_targets(hits, counts, self.ks))
         return results
 
     def _rank(self, protocol: str, embedded: Embedded, k: int) -> Ranking:
@@ -343,6 +346,5 @@ class Evaluator:
             return rank_full(embedded, self.data, self.dataset.items, k=k, device=self.device,
                              exclude_seen=self.exclude_seen, batch_size=self.batch_size,
                              block_size=self.block_size, shard=self.shard)
-        assert self.negatives is not None
-        return rank_sampled(embedded, self.data, self.negatives, k=k, device=self.device,
-                            batch_size=self.batch_size, shard=self.shard)
+        return rank_sampled(embedded, self.data, self.negatives[protocol], k=k,
+                            device=self.device, batch_size=self.batch_size, shard=self.shard)

@@ -5,6 +5,11 @@ already broken by item id by the ranking code); `top` holds each user's ranked l
 best first, with 0 filling the slots of a list shorter than its width (e.g. 100 candidates
 under `sampled-99` asked for K = 200). Every metric is averaged over evaluated users, except
 Coverage, which is one global number.
+
+A temporal window can hold several targets per user: HR, NDCG and MRR rank the first (the
+next item after the cut-off, comparable with leave-one-out), while Recall, Precision and MAP
+take `hits` ([users, K] booleans: is the list's item j one of the user's targets) and the
+number of distinct targets per user.
 """
 
 from __future__ import annotations
@@ -72,6 +77,39 @@ def surprisal(top: np.ndarray, k: int, weights: np.ndarray) -> float:
     return float(per_user.mean())
 
 
+def target_hits(top: np.ndarray, target_rows: np.ndarray, target_items: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """(hits [users, K], distinct targets per user) for top lists and (row, item) targets."""
+    width = int(max(top.max(initial=0), target_items.max(initial=0))) + 1
+    targets = np.unique(target_rows.astype(np.int64) * width + target_items)
+    keys = np.arange(len(top), dtype=np.int64)[:, None] * width + top
+    hits = np.isin(keys, targets) & (top != 0)
+    counts = np.bincount(targets // width, minlength=len(top))
+    return hits, counts
+
+
+def recall(hits: np.ndarray, counts: np.ndarray, k: int) -> float:
+    """Recall@K = |R@K ∩ T| / |T|."""
+    if not len(hits):
+        return 0.0
+    return float((hits[:, :k].sum(1) / np.maximum(counts, 1)).mean())
+
+
+def precision(hits: np.ndarray, k: int) -> float:
+    """Precision@K = |R@K ∩ T| / K (K, not the list's length: a short list is not excused)."""
+    return float((hits[:, :k].sum(1) / k).mean()) if len(hits) else 0.0
+
+
+def mean_average_precision(hits: np.ndarray, counts: np.ndarray, k: int) -> float:
+    """MAP@K: the mean over users of AP@K = (1 / min(K, |T|)) x sum over j <= K of
+    P@j x 1[r_j in T]."""
+    if not len(hits):
+        return 0.0
+    cut = hits[:, :k].astype(np.float64)
+    at_j = np.cumsum(cut, axis=1) / np.arange(1, cut.shape[1] + 1)
+    return float(((at_j * cut).sum(1) / np.maximum(np.minimum(k, counts), 1)).mean())
+
+
 def summarize(ranks: np.ndarray, top: np.ndarray, ks: list[int], *, train_items: np.ndarray,
               weights: np.ndarray) -> dict[str, float]:
     """All metrics for one protocol: HR, NDCG, Coverage, Surprisal at each K, and MRR."""
@@ -82,4 +120,15 @@ def summarize(ranks: np.ndarray, top: np.ndarray, ks: list[int], *, train_items:
         result[f"Coverage@{k}"] = coverage(top, k, train_items)
         result[f"Surprisal@{k}"] = surprisal(top, k, weights)
     result["MRR"] = mrr(ranks)
+    return result
+
+
+def summarize_targets(hits: np.ndarray, counts: np.ndarray, ks: list[int]
+                      ) -> dict[str, float]:
+    """Recall, Precision and MAP at each K, over every target of each user."""
+    result: dict[str, float] = {}
+    for k in ks:
+        result[f"Recall@{k}"] = recall(hits, counts, k)
+        result[f"Precision@{k}"] = precision(hits, k)
+        result[f"MAP@{k}"] = mean_average_precision(hits, counts, k)
     return result

@@ -131,8 +131,8 @@ class Recommender:
                         progress: Progress | None = None) -> pl.DataFrame:
         """Columns user, rank, item, score for the dataset's users (all, or `users`, given by
         original id). `history="all"` ranks from every known interaction (production);
-        `"test"` from the leave-one-out test inputs, exactly as the evaluator ranked them (the
-        held-out target stays a candidate even if the user had it before)."""
+        `"test"` from the test inputs of the run's split, exactly as the evaluator ranked them
+        (held-out targets stay candidates even if the user had them before)."""
         self.check_k(k)
         if history not in HISTORIES:
             raise SeqbenchError(f"history must be one of {', '.join(HISTORIES)}, got {history!r}")
@@ -142,9 +142,9 @@ class Recommender:
             if rows is not None:
                 data = _select(data, np.flatnonzero(np.isin(data.users, rows)))
                 if len(data) < len(rows):
-                    log.warning("%d of the %d users have no test interaction (fewer than 3 "
-                                "interactions) and are left out", len(rows) - len(data),
-                                len(rows))
+                    log.warning("%d of the %d users have no test target (%s split) and are "
+                                "left out", len(rows) - len(data), len(rows),
+                                self.dataset.split)
         else:
             chosen = np.arange(self.dataset.num_users) if rows is None else rows
             offsets = self.dataset.offsets
@@ -317,7 +317,11 @@ def _series(values: list[Any]) -> pl.Series:
 
 
 def _select(data: HoldoutData, rows: np.ndarray) -> HoldoutData:
+    def some(array: np.ndarray | None) -> np.ndarray | None:
+        return None if array is None else array[rows]
+
     return HoldoutData(users=data.users[rows], inputs=data.inputs[rows],
-                       targets=None if data.targets is None else data.targets[rows],
-                       history_starts=data.history_starts[rows],
-                       history_ends=data.history_ends[rows])
+                       targets=some(data.targets), history_starts=data.history_starts[rows],
+                       history_ends=data.history_ends[rows],
+                       target_starts=some(data.target_starts),
+                       target_ends=some(data.target_ends))

@@ -37,6 +37,7 @@ class Evaluation:
                              protocols=config.eval.protocol, device=device,
                              exclude_seen=config.eval.exclude_seen,
                              sampled_seed=config.eval.sampled_seed,
+                             negatives_file=config.eval.negatives_file,
                              batch_size=config.eval.eval_batch_size, stats=stats, shard=shard)
             for split in ("valid", "test")
         }

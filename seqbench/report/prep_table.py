@@ -36,7 +36,22 @@ def prep_table(result: PrepResult) -> Table:
         f"{stats['median_length']:g} (min {stats['min_length']}, "
         f"max {stats['max_length']})",
     )
-    table.add_row("users with valid/test", f"{stats['users_with_holdout']:,} (leave-one-out)")
+    split = meta.get("split") or {"split": "loo"}
+    if split["split"] == "temporal":
+        table.add_row("split", f"temporal: validation from {split['valid_cutoff_utc']}, test "
+                      f"from {split['test_cutoff_utc']}")
+        table.add_row("train", f"{split['train_interactions']:,} interactions before the "
+                      f"validation cut-off, {split['train_users']:,} users")
+        for window in ("valid", "test"):
+            table.add_row(
+                f"{window} window",
+                f"{split[f'{window}_users']:,} users, {split[f'{window}_targets']:,} targets; "
+                f"not evaluated: {split[f'cold_{window}_targets']:,} cold (item unknown "
+                f"to training), {split[f'{window}_targets_without_history']:,} of users with no "
+                f"earlier interaction")
+    else:
+        table.add_row("split", f"leave-one-out: {stats['users_with_holdout']:,} users with a "
+                      f"validation and a test item")
     if "attributes" in stats:
         table.add_row(
             "attributes",

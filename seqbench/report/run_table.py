@@ -15,6 +15,11 @@ from seqbench.report.format import PartsLine, format_bytes, format_metric
 HEADLINE = ("HR@10", "NDCG@10", "Coverage@10", "Surprisal@10")
 
 
+def _split(summary: dict[str, Any]) -> str:
+    """The split a summary's metrics are on (0.1.0 summaries: all leave-one-out)."""
+    return {"loo": "leave-one-out"}.get(summary.get("split") or "loo", summary.get("split"))
+
+
 def _stop_note(summary: dict[str, Any]) -> str:
     reason = summary.get("stop_reason", "epochs")
     return {"patience": " (early stop)", "time-limit": " (time limit)"}.get(reason, "")
@@ -40,8 +45,8 @@ def print_run(console: Console, summary: dict[str, Any]) -> None:
 def _metrics_table(summary: dict[str, Any]) -> Table:
     """Test metrics of one run next to the most-popular baseline, protocol in every header."""
     title = escape(f"{summary['dataset']} · {summary['model']} · {summary['loss_backend']} · "
-             f"seed {summary['seed']} — test, best epoch {summary['best_epoch']} of "
-             f"{summary['epochs_run']}{_stop_note(summary)}")
+             f"seed {summary['seed']} — test ({_split(summary)} split), best epoch "
+             f"{summary['best_epoch']} of {summary['epochs_run']}{_stop_note(summary)}")
     table = Table(title=title, title_justify="left")
     table.add_column("metric", style="bold")
     baseline = summary.get("baseline", {}).get("test", {})
@@ -49,7 +54,7 @@ def _metrics_table(summary: dict[str, Any]) -> Table:
         table.add_column(f"{summary['model']} ({protocol})", justify="right")
         if protocol in baseline:
             table.add_column(f"most-popular ({protocol})", justify="right", style="dim")
-    metrics = next(iter(summary["test"].values()))
+    metrics = list(dict.fromkeys(m for values in summary["test"].values() for m in values))
     for metric in metrics:
         row = [metric]
         for protocol, values in summary["test"].items():
@@ -74,8 +79,8 @@ def _cost_line(summary: dict[str, Any]) -> PartsLine:
 def runs_table(summaries: list[dict[str, Any]]) -> Table:
     """Several runs (e.g. `--loss ce,cce --seed 1,2,3`) in one table, test metrics."""
     protocol = next(iter(summaries[0]["test"]))
-    table = Table(title=f"{summaries[0]['dataset']} — test metrics ({protocol} ranking)",
-                  title_justify="left")
+    table = Table(title=f"{summaries[0]['dataset']} — test metrics ({protocol} ranking, "
+                  f"{_split(summaries[0])} split)", title_justify="left")
     for column in ("loss", "seed", *HEADLINE, "peak memory", "epoch s", "epochs"):
         table.add_column(column, justify="left" if column == "loss" else "right")
     for summary in summaries:

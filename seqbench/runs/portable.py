@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 RUN_DATASET_DIR = "dataset"
 #: the cache entry's files a run keeps (attributes only where the dataset has them)
 DATASET_FILES = ("meta.json", "sequences.npy", "offsets.npy", "users.parquet", "items.parquet")
-ATTRIBUTE_FILES = ("attr_offsets.npy", "attr_values.npy", "attributes.parquet")
+#: where the dataset has them: attributes, and a temporal split's part lengths
+OPTIONAL_FILES = ("attr_offsets.npy", "attr_values.npy", "attributes.parquet", "split.npy")
 
 
 def attach_dataset(run_dir: Path, dataset_dir: Path) -> Path:
@@ -37,7 +38,7 @@ def attach_dataset(run_dir: Path, dataset_dir: Path) -> Path:
     if target.is_dir() and _key(target) == _key(Path(dataset_dir)):
         return target
     names = list(DATASET_FILES)
-    names += [name for name in ATTRIBUTE_FILES if (Path(dataset_dir) / name).exists()]
+    names += [name for name in OPTIONAL_FILES if (Path(dataset_dir) / name).exists()]
     try:
         with staging_dir(Path(run_dir), RUN_DATASET_DIR) as staging:
             for name in names:

@@ -142,6 +142,7 @@ class RunSummary:
     sequences_per_second: float
     run_id: str | None = None
     path: str | None = None
+    split: str | None = None  # "loo" or "temporal": named next to every metric
     # next-item training (bench, finetune)
     loss: str | None = None
     loss_backend: str | None = None
@@ -169,6 +170,7 @@ class SummaryView:
 
     status: str | None = None
     dataset: str | None = None
+    split: str | None = None
     model: str | None = None
     loss: str | None = None
     loss_backend: str | None = None
@@ -187,6 +189,7 @@ class SummaryView:
     def from_json(cls, summary: Mapping[str, Any] | None) -> SummaryView:
         summary = summary or {}
         return cls(status=_text(summary.get("status")), dataset=_text(summary.get("dataset")),
+                   split=_text(summary.get("split")),
                    model=_text(summary.get("model")), loss=_text(summary.get("loss")),
                    loss_backend=_text(summary.get("loss_backend")),
                    seed=integer(summary.get("seed")), device=_text(summary.get("device")),
@@ -212,6 +215,7 @@ class ResolvedView:
     parameters: int | None = None
     processes: int = 1
     dataset: str | None = None
+    split: str = "loo"  # 0.1.0 runs are all leave-one-out
     loss: str | None = None
     seed: int | None = None
     #: S3Rec: the rank of the pretraining's low-rank heads (None: full rank) and its variant
@@ -231,7 +235,8 @@ class ResolvedView:
                    device=_text(resolved.get("device")),
                    parameters=integer(resolved.get("parameters")),
                    processes=processes if processes and processes > 1 else 1,
-                   dataset=_text(data.get("dataset")), loss=_text(train.get("loss")),
+                   dataset=_text(data.get("dataset")), split=_text(data.get("split")) or "loo",
+                   loss=_text(train.get("loss")),
                    seed=integer(train.get("seed")))
         view.rank, view.variant = _variant(config, resolved, kind)
         return view

@@ -150,6 +150,7 @@ def run_tags(view: RunView) -> dict[str, str]:
     summary = view.summary_view
     tags = {"seqbench.run_id": view.run_id, "seqbench.status": view.status,
             "seqbench.model": resolved.model, "seqbench.dataset": resolved.dataset,
+            "seqbench.split": resolved.split,
             "seqbench.loss": resolved.loss if resolved.kind is None
             or not resolved.kind.is_pretraining else None,
             "seqbench.loss_backend": resolved.loss_backend,

@@ -28,7 +28,7 @@ def run_and_check(cli: Cli, tmp_path: Path, args: list[str], *fragments: str) ->
 
 @pytest.mark.parametrize(("args", "fragments"), [
     (["bench", "--loss", "softmax"], ["--loss 'softmax'", "ce, cce, bce, sampled"]),
-    (["bench", "--protocol", "sampled-50"], ["--protocol 'sampled-50'", "full"]),
+    (["bench", "--protocol", "sampled-0"], ["--protocol 'sampled-0'", "full"]),
     (["bench", "--batch-size", "0"], ["--batch-size must be >= 1"]),
     (["bench", "--max-len", "1"], ["--max-len must be >= 2"]),
     (["bench", "--dim", "30", "--heads", "4"], ["--dim (30) must be divisible by --heads (4)"]),

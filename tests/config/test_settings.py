@@ -22,6 +22,7 @@ from seqbench.config import (
     config_from_record,
     load_config,
     load_plan,
+    setting_at,
     settings,
     settings_of,
 )
@@ -37,9 +38,26 @@ OTHER = {
     "model.dim": 32, "model.heads": 4, "model.dropout": 0.5,
     "train.loss": "cce", "train.filter_eps": "none", "train.device": "cpu",
     "train.runs_dir": "elsewhere",
-    "eval.protocol": ["sampled-99", "full"], "eval.k": [10, 20], "eval.monitor": "HR@10",
+    "eval.protocol": ["sampled-99", "full", "sampled-file"], "eval.k": [10, 20],
+    "eval.monitor": "HR@10",
+    "eval.negatives_file": "negatives.txt",
+    "data.split": "temporal", "data.valid_time": "2018-01-01T00:00:00",
+    "data.test_time": "2019-01-01",
+    "data.valid_frac": 0.2, "data.test_frac": 0.15,
     "pretrain.mask_prob": 0.3, "pretrain.rank": 8, "pretrain.lowrank_heads": "all",
     "finetune.loss": "ce", "finetune.init_from": "runs/pre",
+}
+
+
+#: settings that are only valid together with others (given alongside them in the tests)
+COMPANIONS: dict[str, dict[str, Any]] = {
+    "data.split": {},
+    "data.valid_time": {"data.split": "temporal", "data.test_time": "2019-06-01"},
+    "data.test_time": {"data.split": "temporal", "data.valid_time": "2018-01-01"},
+    "data.valid_frac": {"data.split": "temporal", "data.test_frac": 0.1},
+    "data.test_frac": {"data.split": "temporal", "data.valid_frac": 0.1},
+    "eval.negatives_file": {"eval.protocol": ["sampled-file"]},
+    "eval.protocol": {"eval.negatives_file": "negatives.txt"},
 }
 
 
@@ -104,12 +122,16 @@ def test_every_setting_is_reachable_by_flag_and_by_toml_and_round_trips(
     value = other_value(declared)
     assert value != declared.default
     assert declared.setting.commands, f"{declared.path} belongs to no command"
+    companions = COMPANIONS.get(declared.path, {})
+    extra = [part for path, other in companions.items()
+             for part in command_line(setting_at(path), other)]
     for command in declared.setting.commands:
-        options = given(command, *command_line(declared, value))
-        assert options.settings == {declared.path: value}, command
+        options = given(command, *command_line(declared, value), *extra)
+        assert options.settings == {declared.path: value, **companions}, command
         config = options.plan().config
         assert config.get(declared.path) == value, command
-    config = load_config(write(tmp_path / "c.toml", toml_text({declared.path: value})))
+    config = load_config(write(tmp_path / "c.toml",
+                               toml_text({declared.path: value, **companions})))
     assert config.get(declared.path) == value
     assert config_from_record(config.to_dict()) == config  # config.json -> --resume
 
@@ -117,6 +139,7 @@ def test_every_setting_is_reachable_by_flag_and_by_toml_and_round_trips(
 def test_every_setting_round_trips_through_config_json_at_once() -> None:
     values = {d.path: other_value(d) for d in settings()}
     values["data.download"] = False  # excludes --source
+    values["data.valid_frac"] = values["data.test_frac"] = None  # exclude the cut-off times
     config = RunConfig().replace(**values)
     config.validate()
     assert config_from_record(config.to_dict()) == config

@@ -1,4 +1,4 @@
-"""Each metric on hand-computed examples (design.md section 4)."""
+"""Each metric on hand-computed examples (docs/protocols.md)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,13 @@ import numpy as np
 import pytest
 
 from seqbench.engine import metrics
+from seqbench.engine.metrics import (
+    mean_average_precision,
+    precision,
+    recall,
+    summarize_targets,
+    target_hits,
+)
 
 RANKS = np.array([1, 3, 11, 2])
 
@@ -67,3 +74,31 @@ def test_summarize_names_every_metric() -> None:
     assert set(result) == {"HR@5", "NDCG@5", "Coverage@5", "Surprisal@5", "HR@10", "NDCG@10",
                            "Coverage@10", "Surprisal@10", "MRR"}
     assert result["Coverage@10"] == 1.0 and result["Surprisal@5"] == pytest.approx(0.5)
+
+
+def test_recall_precision_and_map_on_several_targets() -> None:
+    top = np.array([[3, 1, 5, 0],   # user 0: targets {1, 5, 9} (9 is never listed)
+                    [2, 4, 6, 7]])  # user 1: target {7}, listed 4th
+    rows, items = np.array([0, 0, 0, 1, 1]), np.array([1, 5, 9, 7, 7])  # 7 twice: one target
+    hits, counts = target_hits(top, rows, items)
+    assert hits.tolist() == [[False, True, True, False], [False, False, False, True]]
+    assert counts.tolist() == [3, 1]
+    assert recall(hits, counts, 3) == pytest.approx((2 / 3 + 0) / 2)
+    assert precision(hits, 3) == pytest.approx((2 / 3 + 0) / 2)
+    # AP@3, user 0: (1 / min(3, 3)) * (P@2 + P@3) = (1/2 + 2/3) / 3; user 1: 0
+    assert mean_average_precision(hits, counts, 3) == pytest.approx((1 / 2 + 2 / 3) / 3 / 2)
+    assert recall(hits, counts, 4) == pytest.approx((2 / 3 + 1) / 2)
+    assert precision(hits, 4) == pytest.approx((2 / 4 + 1 / 4) / 2)
+    # user 1: (1 / min(4, 1)) * P@4 = 1/4
+    assert mean_average_precision(hits, counts, 4) == pytest.approx(((1 / 2 + 2 / 3) / 3
+                                                                     + 1 / 4) / 2)
+
+
+def test_several_target_metrics_with_k_beyond_the_list() -> None:
+    top = np.array([[4, 2]])  # two candidates only, K = 5
+    hits, counts = target_hits(top, np.array([0, 0]), np.array([2, 8]))
+    assert recall(hits, counts, 5) == pytest.approx(1 / 2)
+    assert precision(hits, 5) == pytest.approx(1 / 5)  # K, not the list's length
+    assert mean_average_precision(hits, counts, 5) == pytest.approx((1 / 2) / 2)
+    assert set(summarize_targets(hits, counts, [1, 5])) == {
+        "Recall@1", "Precision@1", "MAP@1", "Recall@5", "Precision@5", "MAP@5"}

@@ -178,6 +178,7 @@ def test_mlflow_file_store_gets_params_metrics_by_epoch_test_summary_and_status(
     assert ce.data.params["resolved.loss_backend"] == "ce[torch]"
     assert ce.data.params["data.dataset"] == "synthetic"
     assert ce.data.tags["seqbench.status"] == "finished"
+    assert ce.data.tags["seqbench.split"] == "loo"  # every 0.1.0 run is leave-one-out
     assert [step for step, _ in history(uri, ce, "train/loss")] == [1, 2]
     assert [step for step, _ in history(uri, ce, "valid/full/NDCG_at_10")] == [1, 2]
     assert [step for step, _ in history(uri, ce, "perf/peak_memory_bytes")] == [1, 2]

@@ -44,7 +44,8 @@ def read_generic(path: Path, user_col: str, item_col: str, time_col: str | None)
         frame = frame.rename({time_col: "ts"}).with_columns(
             _as_int_time(path, frame[time_col], time_col)
         )
-    return RawData(expect_rows(path, frame.select("user", "item", "ts")))
+    return RawData(expect_rows(path, frame.select("user", "item", "ts")),
+                   timed=time_col is not None)
 
 
 def _read(path: Path, wanted: list[str]) -> pl.DataFrame:

@@ -82,4 +82,5 @@ def read_item_attributes(path: Path) -> pl.DataFrame:
 
 def read_s3rec(sequences: Path, attributes: Path | None) -> RawData:
     frame = read_sequences(sequences)
-    return RawData(frame, read_item_attributes(attributes) if attributes is not None else None)
+    return RawData(frame, read_item_attributes(attributes) if attributes is not None else None,
+                   timed=False)  # positions only: the format has no times

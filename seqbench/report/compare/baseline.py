@@ -11,6 +11,7 @@ from seqbench.report.compare.facts import PRETRAIN_LOSS, RunFacts
 from seqbench.report.compare.rows import Row, summarize
 
 _SAME = "—"  # a baseline row compared with itself
+Scope = tuple[str, str]  # (dataset, split)
 
 
 def check_baseline(loss: str, runs: list[RunFacts]) -> None:
@@ -31,26 +32,27 @@ def check_baseline(loss: str, runs: list[RunFacts]) -> None:
 
 @dataclass
 class BaselineRefs:
-    """The baseline loss's values per dataset (memory, time) and per dataset and protocol
-    (metrics), from its finished runs among those shown; each is a mean over its runs."""
+    """The baseline loss's values per scope (dataset and split: memory, time) and per scope
+    and protocol (metrics), from its finished runs among those shown; each is a mean over
+    its runs. A run is compared only with baseline runs of its dataset *and* split."""
 
     loss: str
-    metrics: dict[tuple[str, str], dict[str, float]]
-    memory: dict[tuple[str, str], float]  # (dataset, memory kind) -> bytes
-    seconds: dict[tuple[str, str | None], float]  # (dataset, device) -> seconds per epoch
-    datasets: set[str]
+    metrics: dict[tuple[Scope, str], dict[str, float]]
+    memory: dict[tuple[Scope, str], float]  # (scope, memory kind) -> bytes
+    seconds: dict[tuple[Scope, str | None], float]  # (scope, device) -> seconds per epoch
+    datasets: set[Scope]
 
     @classmethod
     def build(cls, loss: str, rows: list[Row], metrics: list[str]) -> BaselineRefs:
-        runs_by_protocol: dict[tuple[str, str | None], list[RunFacts]] = {}
+        runs_by_protocol: dict[tuple[Scope, str | None], list[RunFacts]] = {}
         for row in rows:
             for run in row.runs:
                 if run.loss == loss and run.status == "finished":
-                    bucket = runs_by_protocol.setdefault((run.dataset, row.protocol), [])
+                    bucket = runs_by_protocol.setdefault((run.scope, row.protocol), [])
                     if run not in bucket:
                         bucket.append(run)
         refs = cls(loss, {}, {}, {}, {dataset for dataset, _ in runs_by_protocol})
-        per_dataset: dict[str, list[RunFacts]] = {}
+        per_dataset: dict[Scope, list[RunFacts]] = {}
         for (dataset, protocol), runs in runs_by_protocol.items():
             for run in runs:
                 if run not in per_dataset.setdefault(dataset, []):
@@ -78,7 +80,7 @@ class BaselineRefs:
 
     def relative(self, row: Row, quantity: str) -> float | str | None:
         """Change against the baseline as a percentage; a string says why there is none."""
-        dataset = row.only(lambda r: r.dataset)
+        dataset = row.only(lambda r: r.scope)
         if dataset is None or any(run.is_pretrain for run in row.runs):
             return None
         if all(run.loss == self.loss for run in row.runs):

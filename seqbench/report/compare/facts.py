@@ -32,6 +32,7 @@ class RunFacts:
 
     view: RunView
     dataset: str
+    split: str  # "loo" or "temporal": runs of two splits are never grouped or compared
     model: str
     loss: str  # train.loss ("ce", "cce", ...), or PRETRAIN_LOSS
     backend: str  # e.g. "cce[cuda-kernel]"
@@ -46,6 +47,11 @@ class RunFacts:
     epochs: int | None
     parameters: int | None
     test: dict[str, dict[str, float]]
+
+    @property
+    def scope(self) -> tuple[str, str]:
+        """What a baseline must share with a run: its dataset and its split."""
+        return (self.dataset, self.split)
 
     @property
     def is_pretrain(self) -> bool:
@@ -66,7 +72,8 @@ class RunFacts:
 
     def value(self, name: str) -> str | int | None:
         """A field by its --group-by name."""
-        return {"dataset": self.dataset, "model": self.model, "loss": self.loss,
+        return {"dataset": self.dataset, "split": self.split, "model": self.model,
+                "loss": self.loss,
                 "backend": self.backend, "seed": self.seed, "variant": self.variant,
                 "status": self.status, "device": self.device,
                 "memory_kind": self.memory_kind}[name]
@@ -89,6 +96,7 @@ def run_facts(view: RunView) -> RunFacts:
     return RunFacts(
         view=view,
         dataset=_first(summary.dataset, resolved.dataset, "?"),
+        split=_first(summary.split, resolved.split),
         model=model,
         loss=loss,
         backend=backend,

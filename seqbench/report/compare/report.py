@@ -77,6 +77,7 @@ def build_report(rows: list[Row], metrics: list[str], options: CompareOptions,
                                    "loss_backend": _joined(row.distinct(lambda r: r.backend))})]
     if any(run.variant for row in rows for run in row.runs):
         columns.append(text_column("variant", lambda r: r.variant))
+    columns.append(text_column("split", lambda r: r.split))
     columns.append(Column("protocol", False, lambda row: row.protocol or _DASH,
                           lambda row: {"protocol": row.protocol}))
     if grouped:

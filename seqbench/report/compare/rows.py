@@ -116,7 +116,7 @@ def build_rows(facts: list[RunFacts], options: CompareOptions) -> list[Row]:
         for run, protocol in pairs:
             key = tuple(protocol if name == "protocol" else run.value(name)
                         for name in options.group_by)
-            key += (protocol,)  # never average over two protocols
+            key += (protocol, run.split)  # never average over two protocols or splits
             groups.setdefault(key, Row([], protocol, grouped=True)).runs.append(run)
         rows = list(groups.values())
         _warn_repeated_seeds(rows)
@@ -125,7 +125,8 @@ def build_rows(facts: list[RunFacts], options: CompareOptions) -> list[Row]:
 
     def order(row: Row) -> tuple[Any, ...]:
         first = row.runs[0]
-        return (row.text(lambda r: r.dataset), protocol_order.get(row.protocol, len(
+        return (row.text(lambda r: r.dataset), row.text(lambda r: r.split),
+                protocol_order.get(row.protocol, len(
             protocol_order)), row.text(lambda r: r.model), row.text(lambda r: r.backend),
                 rank_order(first.variant), first.seed if first.seed is not None else -1,
                 first.view.started, first.view.run_id)
