@@ -7,12 +7,13 @@ tied item table go to the loss object, so CE, CCE, BCE and sampled softmax diffe
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 
 import torch
 from torch import nn
 
-from seqbench.engine.batches import NextItemData
+from seqbench.engine.batches import NextItemBatch, NextItemData
 from seqbench.engine.distributed import SINGLE, Shard
 from seqbench.engine.evaluate import Evaluator
 from seqbench.engine.losses import Loss
@@ -28,7 +29,7 @@ class NextItemTask:
         self.shard = shard
         self.forward = forward or model  # the DistributedDataParallel wrapper, if any
         self.loss = loss
-        self.data = data
+        self.data = data.on(device)
         self.device = device
         self.evaluator = evaluator
         self.autocast_dtype = autocast_dtype
@@ -36,23 +37,29 @@ class NextItemTask:
     def num_batches(self, batch_size: int) -> int:
         return -(-len(self.data) // batch_size)
 
-    def batches(self, batch_size: int, generator: torch.Generator
-                ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def batches(self, batch_size: int, generator: torch.Generator) -> Iterator[NextItemBatch]:
         return self.data.batches(batch_size, generator, self.shard)
 
-    def batch_sequences(self, batch: tuple[torch.Tensor, torch.Tensor]) -> int:
-        return int(batch[0].shape[0])
+    def batch_sequences(self, batch: NextItemBatch) -> int:
+        return int(batch.inputs.shape[0])
 
-    def step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
-        inputs, targets = (t.to(self.device, non_blocking=True) for t in batch)
-        positions = targets > 0
+    def step(self, batch: NextItemBatch) -> dict[str, torch.Tensor]:
+        """The loss over the positions that have a target. They are picked by index with
+        `nonzero_static` and the count the batch brings from the host: a boolean mask would
+        make the host wait for the device to count them, every step."""
+        inputs, targets = batch.inputs, batch.targets
+        flat_targets = targets.reshape(-1)
+        index = target_positions(flat_targets, batch.positions)
         with autocast(self.device, self.autocast_dtype):
-            hidden = self.forward(inputs)[positions]
+            states = self.forward(inputs)
+            hidden = states.reshape(-1, states.shape[-1]).index_select(0, index)
             seen = None
             if self.loss.uses_seen:
                 window = torch.cat([inputs, targets[:, -1:]], dim=1) - 1  # 0-based, pad = -1
-                seen = window[positions.nonzero()[:, 0]]
-            loss = self.loss(hidden, self.model.item_table(), targets[positions] - 1, seen=seen)
+                seen = window.index_select(0, torch.div(index, inputs.shape[1],
+                                                        rounding_mode="floor"))
+            loss = self.loss(hidden, self.model.item_table(),
+                             flat_targets.index_select(0, index) - 1, seen=seen)
         return {"loss": loss}
 
     def validate(self) -> Metrics | None:
@@ -63,3 +70,20 @@ class NextItemTask:
         self.model.eval()
         with autocast(self.device, self.autocast_dtype):
             return evaluator(self.model)
+
+
+def target_positions(flat_targets: torch.Tensor, count: int) -> torch.Tensor:
+    """Indices of the positions with a target (> 0), in order; `count` of them."""
+    if _has_static_nonzero(flat_targets.device):
+        return torch.nonzero_static(flat_targets > 0, size=count).squeeze(1)
+    return (flat_targets > 0).nonzero().squeeze(1)  # an older torch on this device: a sync
+
+
+@functools.cache
+def _has_static_nonzero(device: torch.device) -> bool:
+    """Whether this torch has `nonzero_static` on this device (CUDA gained it after CPU)."""
+    try:
+        torch.nonzero_static(torch.ones(2, dtype=torch.bool, device=device), size=2)
+    except (AttributeError, NotImplementedError, RuntimeError):
+        return False
+    return True

@@ -155,11 +155,47 @@ class Schedule:
     checkpoint_every: int = 0  # tasks without validation: also checkpoint every N epochs
 
 
+class _DivergenceWatch:
+    """Finds the first step of an epoch whose loss is not finite.
+
+    On a CPU each step is checked as it ends (reading a CPU tensor costs nothing). On a GPU
+    reading the loss would make the host wait for the device every step, so the first bad
+    step and its loss are kept on the device and reported at the epoch's end, with the same
+    message; the steps after it are wasted, the record is the same (docs/architecture.md)."""
+
+    def __init__(self, device: torch.device, *, deferred: bool | None = None) -> None:
+        self.deferred = device.type == "cuda" if deferred is None else deferred
+        self.first_bad = torch.full((), -1, dtype=torch.int64, device=device)
+        self.bad_loss = torch.zeros((), dtype=torch.float32, device=device)
+
+    def check(self, loss: torch.Tensor, epoch: int, step: int) -> None:
+        if not self.deferred:
+            if not torch.isfinite(loss).item():
+                raise _diverged(loss.item(), epoch, step)
+            return
+        newly = ~torch.isfinite(loss) & (self.first_bad < 0)
+        self.first_bad = torch.where(newly, self.first_bad.new_full((), step), self.first_bad)
+        self.bad_loss = torch.where(newly, loss.float(), self.bad_loss)
+
+    def raise_if_diverged(self, epoch: int) -> None:
+        if self.deferred and int(self.first_bad) >= 0:  # one read, once an epoch
+            raise _diverged(self.bad_loss.item(), epoch, int(self.first_bad))
+
+
+def _diverged(loss: float, epoch: int, step: int) -> Diverged:
+    return Diverged(f"training diverged: the loss is {loss} at epoch {epoch}, step {step}; "
+                    f"lower the learning rate or check the data")
+
+
 class Trainer:
     def __init__(self, task: Task, optimizer: torch.optim.Optimizer, schedule: Schedule, *,
                  device: torch.device, generator: torch.Generator,
                  recorder: Recorder | None = None, progress: ProgressSink | None = None,
-                 checkpoint_meta: dict[str, Any] | None = None, shard: Shard = SINGLE) -> None:
+                 checkpoint_meta: dict[str, Any] | None = None, shard: Shard = SINGLE,
+                 deferred_checks: bool | None = None) -> None:
+        """`deferred_checks`: find a diverged loss at the epoch's end instead of at its step
+        (None: on CUDA only, where a per-step check would synchronise with the host)."""
+        self.deferred_checks = deferred_checks
         self.task = task
         self.optimizer = optimizer
         self.schedule = schedule
@@ -277,7 +313,11 @@ class Trainer:
             batches = min(batches, schedule.max_batches)
         if self.progress is not None:
             self.progress.start_epoch(epoch, batches)
-        totals: dict[str, float] = {}
+        # Sums stay on the device (float64: the same additions as Python floats; Apple's GPU
+        # has no float64), so a step never waits for the device to report its loss.
+        sum_dtype = torch.float32 if self.device.type == "mps" else torch.float64
+        totals: dict[str, torch.Tensor] = {}
+        watch = _DivergenceWatch(self.device, deferred=self.deferred_checks)
         sequences = steps = 0
         meter = PeakMemoryMeter(self.device)
         meter.start()
@@ -288,24 +328,24 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             losses = self.task.step(batch)
             loss = losses["loss"]
-            if not torch.isfinite(loss.detach()).item():
-                raise Diverged(f"training diverged: the loss is {loss.item()} at epoch {epoch}, "
-                               f"step {step}; lower the learning rate or check the data")
+            watch.check(loss.detach(), epoch, step)
             loss.backward()
             self.optimizer.step()
             for name, value in losses.items():
-                totals[name] = totals.get(name, 0.0) + float(value.detach())
+                value = value.detach().to(sum_dtype)
+                totals[name] = totals[name] + value if name in totals else value
             sequences += self.task.batch_sequences(batch)
             steps += 1
             if self.progress is not None:
                 self.progress.advance()
+        watch.raise_if_diverged(epoch)  # before last.pt is written: the previous one is kept
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         seconds = time.perf_counter() - started
         peak = meter.stop()
         return EpochReport(
             epoch=epoch,
-            losses={name: total / max(steps, 1) for name, total in totals.items()},
+            losses={name: float(total) / max(steps, 1) for name, total in totals.items()},
             seconds=seconds,
             sequences_per_second=sequences / seconds if seconds > 0 else 0.0,
             peak_memory_bytes=peak.bytes,

@@ -73,13 +73,14 @@ class MemoryRecorder:
 
 def fit(task: ToyTask, *, epochs: int, patience: int = 10, time_limit_s: float | None = None,
         recorder: MemoryRecorder | None = None, resume: dict[str, Any] | None = None,
-        checkpoint_every: int = 0) -> Any:
+        checkpoint_every: int = 0, deferred_checks: bool | None = None) -> Any:
     generator = seed_everything(0)
     optimizer = torch.optim.SGD(task.model.parameters(), lr=0.1)
     schedule = Schedule(epochs=epochs, batch_size=8, patience=patience,
                         time_limit_s=time_limit_s, checkpoint_every=checkpoint_every)
     trainer = Trainer(task, optimizer, schedule, device=CPU, generator=generator,
-                      recorder=recorder, checkpoint_meta={"kind": "toy"})
+                      recorder=recorder, checkpoint_meta={"kind": "toy"},
+                      deferred_checks=deferred_checks)
     return trainer.fit(resume)
 
 
@@ -125,6 +126,37 @@ def test_divergence_names_the_epoch_and_step_and_keeps_the_last_good_state() -> 
     assert "--" not in str(info.value)  # the engine names no flag
     assert recorder.saved["last"]["epoch"] == 1  # the state before the bad epoch
     assert torch.isfinite(recorder.saved["last"]["model"]["weight"]).all()
+
+
+def test_deferred_divergence_reports_the_first_bad_step_at_the_epochs_end(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The GPU way (the device keeps the first bad step; read once, at the epoch's end): the
+    same message, the same state kept, the same losses, and no tensor read in a step."""
+    recorder = MemoryRecorder()
+    task = ToyTask(scores=[0.1, 0.2, 0.3], poison=(2, 3))
+    reads: list[str] = []
+    for name in ("item", "__float__", "__bool__", "__int__"):
+        original = getattr(torch.Tensor, name)
+
+        def counted(self: torch.Tensor, *args: Any, _name: str = name, _original: Any = original
+                    ) -> Any:
+            if task.step_in_epoch:  # inside a step: what would make the host wait
+                reads.append(f"{_name} at step {task.step_in_epoch}")
+            return _original(self, *args)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    with pytest.raises(Diverged, match=r"loss is nan at epoch 2, step 3; lower the learning "
+                                       r"rate"):
+        fit(task, epochs=3, recorder=recorder, deferred_checks=True)
+    assert recorder.saved["last"]["epoch"] == 1
+    assert torch.isfinite(recorder.saved["last"]["model"]["weight"]).all()
+    # only the epoch's end reads: the loss sums and the first bad step (not once per step)
+    per_step = [read for read in reads if not read.endswith(f"step {len(task.x) // 8}")]
+    assert per_step == [], per_step
+    monkeypatch.undo()
+    deferred = fit(ToyTask(scores=[0.1, 0.2]), epochs=2, deferred_checks=True)
+    checked = fit(ToyTask(scores=[0.1, 0.2]), epochs=2, deferred_checks=False)
+    assert [e.losses for e in deferred.epochs] == [e.losses for e in checked.epochs]
 
 
 def test_resuming_from_the_saved_state_ends_exactly_as_the_uninterrupted_fit() -> None:
