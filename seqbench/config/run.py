@@ -35,8 +35,10 @@ from seqbench.vocabulary import LOSSES, PROTOCOLS
 DATA, SPLIT, SYNTH, GENERIC = "Data", "Split", "Synthetic data", "Generic data"
 #: how users' interactions are split into training, validation and test (docs/datasets.md)
 SPLITS = {
-    "loo": "leave-one-out: each user's last item is the test target, the one before validation",
-    "temporal": "global temporal: two cut-off times, training strictly before the first",
+    "loo": "leave-one-out, each user's last item is the test target and the one before it "
+           "the validation target",
+    "temporal": "two global cut-off times, training strictly before the first (give "
+                "--valid-time/--test-time or --valid-frac/--test-frac; default 0.1 and 0.1)",
 }
 DEFAULT_FRACTION = 0.1  # temporal without cut-offs: the last 10% test, the 10% before valid
 MODEL, TRAIN, EVAL, S3REC = "Model", "Training", "Evaluation", "S3Rec"
@@ -101,8 +103,7 @@ class DataConfig:
         None, help="Drop repeated (user, item) pairs, keeping the first.", commands=RUN_COMMANDS,
         panel=DATA, off_flag="--keep-duplicates", default_text="the dataset's")
     split: str = setting(
-        "loo", help="How to split: loo (leave-one-out) or temporal (global cut-off times; "
-        "give --valid-time/--test-time or --valid-frac/--test-frac, default 0.1 and 0.1).",
+        "loo", help="How to split users' interactions into training, validation and test.",
         commands=RUN_COMMANDS, panel=SPLIT, choices=SPLITS)
     valid_time: str | None = setting(
         None, help="Temporal split: validation starts here (unix seconds or an ISO date, UTC).",
