@@ -2,8 +2,8 @@
 
 Colour alone cannot tell two overlaid curves apart (a black-and-white screenshot, a colour-blind
 reader), so every legend entry and stats row names its run. A run's name comes in levels, most
-detailed first: its loss backend and seed (`ce[torch] s0`, plus the dataset or model where
-those differ), then only what differs between the runs shown (`ce[torch]`), then shorter forms
+detailed first: its loss backend and seed (`ce[torch] s0`, plus the dataset, split or model
+where those differ), then only what differs between the runs shown (`ce[torch]`), then shorter forms
 of that (`ce`). At every level the runs shown together have different names, so a view may take
 the most detailed level that fits its width.
 """
@@ -16,13 +16,13 @@ from rich.cells import cell_len
 
 from seqbench.dash.runs_model import TrackedRun
 
-_PARTS = ("dataset", "model", "backend", "seed")  # in the order the run list shows them
+_PARTS = ("dataset", "split", "model", "backend", "seed")  # as the run list shows them
 _ALWAYS = ("backend", "seed")  # what names a run when nothing else differs
 
 
 def _parts(run: TrackedRun) -> dict[str, str]:
-    return {"dataset": run.dataset, "model": run.model, "backend": run.backend,
-            "seed": f"s{run.seed}"}
+    return {"dataset": run.dataset, "split": run.split, "model": run.model,
+            "backend": run.backend, "seed": f"s{run.seed}"}
 
 
 def backend_family(backend: str) -> str:

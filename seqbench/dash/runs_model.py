@@ -104,6 +104,11 @@ class TrackedRun:
         return self.resolved.dataset or "?"
 
     @property
+    def split(self) -> str:
+        """"loo" or "temporal" (the split its metrics are on)."""
+        return self.resolved.split
+
+    @property
     def model(self) -> str:
         return self.resolved.model or "?"
 
@@ -126,8 +131,10 @@ class TrackedRun:
         return self.resolved.kind is ModelKind.S3REC_PRETRAIN
 
     def label_parts(self) -> list[str]:
-        """dataset · model · loss backend · seed, as separate parts for wrapping."""
-        return [self.dataset, self.model, self.backend, f"s{self.seed}"]
+        """dataset · model · loss backend · seed, as separate parts for wrapping; a temporal
+        split is named after the dataset (leave-one-out, the default, is not)."""
+        split = [] if self.split == "loo" else [f"{self.split} split"]
+        return [self.dataset, *split, self.model, self.backend, f"s{self.seed}"]
 
     def short_name(self) -> str:
         """What tells two runs apart in a legend: the backend and the seed."""

@@ -164,9 +164,9 @@ def legend_names(text: str) -> list[str]:
 
 
 def tracked(name: str, *, backend: str = "ce[torch]", seed: int = 0, dataset: str = "beauty",
-            model: str = "sasrec") -> TrackedRun:
+            model: str = "sasrec", split: str = "loo") -> TrackedRun:
     """A run as the watcher knows it, without files: only its config matters to its name."""
-    config = {"data": {"dataset": dataset}, "train": {"seed": seed},
+    config = {"data": {"dataset": dataset, "split": split}, "train": {"seed": seed},
               "resolved": {"model": model, "loss_backend": backend}}
     return TrackedRun(path=Path("runs") / name, config=config)
 
@@ -679,6 +679,10 @@ def test_name_levels_tell_the_runs_shown_together_apart() -> None:
     assert [names[-1] for names in kernels] == ["cce[ck]", "cce[cb]"]  # same family "cce"
     datasets = name_levels([tracked("a", dataset="ml-1m"), tracked("b")])
     assert datasets == [("ml-1m ce[torch] s0", "ml-1m"), ("beauty ce[torch] s0", "beauty")]
+    splits = name_levels([tracked("a"), tracked("b", split="temporal")])
+    assert splits == [("loo ce[torch] s0", "loo"), ("temporal ce[torch] s0", "temporal")]
+    assert tracked("b", split="temporal").label_parts()[:2] == ["beauty", "temporal split"]
+    assert tracked("a").label_parts() == ["beauty", "sasrec", "ce[torch]", "s0"]
     reruns = name_levels([tracked("20250101-ce-a3f1"), tracked("20250102-ce-07bc")])
     assert reruns == [("ce[torch] s0 #a3f1", "#a3f1"), ("ce[torch] s0 #07bc", "#07bc")]
     for levels in (kernels, datasets, reruns, name_levels([ce, cce])):
