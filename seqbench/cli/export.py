@@ -45,6 +45,7 @@ def export(
 ) -> None:
     from seqbench.inference.export import export_checked, format_for, require_onnx
     from seqbench.inference.files import check_output
+    from seqbench.report.format import format_bytes
 
     fmt = format_for(out, output_format)
     check_output(out, force=force, suffixes=None)  # the format has been checked
@@ -63,7 +64,7 @@ def export(
         check = export_checked(rec.model, out, fmt, histories, user_vector=user_vector, k=TOP_K)
     outputs = f"scores [batch, {shape.num_items}]" + (
         f", user_vector [batch, {shape.dim}]" if user_vector else "")
-    console.print(escape(f"{out}: {fmt}, {_size(out.stat().st_size)}; input items int64 "
+    console.print(escape(f"{out}: {fmt}, {format_bytes(out.stat().st_size)}; input items int64 "
                          f"[batch, {shape.max_len}] (left-padded with 0) -> {outputs}"),
                   highlight=False, soft_wrap=True)
     ties = "" if check.top_agree else " (the others swap items whose scores differ by less"
@@ -72,14 +73,3 @@ def export(
                   f"for {check.agreeing}/{check.total} histories"
                   + (f"{ties} than the tolerance)" if ties else ""), highlight=False,
                   soft_wrap=True)
-
-
-def _size(count: int) -> str:
-    if count < 1000:
-        return f"{count} B"
-    value = float(count)
-    for unit in ("KB", "MB", "GB"):
-        value /= 1000
-        if value < 1000 or unit == "GB":
-            break
-    return f"{value:.1f} {unit}"

@@ -167,16 +167,12 @@ class Recommender:
 
     def user_rows(self, users: Sequence[Any]) -> np.ndarray:
         """Dataset rows of original user ids; an unknown id is an error naming it."""
-        original = self._users["original"]
-        asked = pl.Series("original", [str(u) for u in users]).cast(original.dtype, strict=False)
-        index = pl.DataFrame({"original": original}).with_row_index("row")
-        found = pl.DataFrame({"original": asked}).join(index, on="original", how="left",
-                                                       maintain_order="left")["row"]
-        if found.null_count():
-            first = next(u for u, r in zip(users, found.to_list(), strict=True) if r is None)
+        found = _positions(self._users["original"], pl.Series([str(u) for u in users]))
+        if (found < 0).any():
+            first = users[int(np.flatnonzero(found < 0)[0])]
             raise SeqbenchError(f"user {first!r} is not in the run's dataset "
                                 f"({self.dataset.name}, {self.dataset.num_users:,} users)")
-        return found.to_numpy().astype(np.int64)
+        return found
 
     def sample_histories(self, n: int = 100) -> np.ndarray:
         """[n, max_len] int64 left-padded internal-id histories: the first n test inputs."""
@@ -219,14 +215,7 @@ class Recommender:
 
     def _internal(self, values: pl.Series) -> np.ndarray:
         """Internal ids (1..I) of original item ids; 0 for unknown ones."""
-        original = self._items["original"]
-        asked = values.cast(pl.String).cast(original.dtype, strict=False) \
-            if values.dtype != original.dtype else values
-        index = pl.DataFrame({"original": original,
-                              "id": np.arange(1, len(original) + 1, dtype=np.int64)})
-        found = pl.DataFrame({"original": asked}).join(index, on="original", how="left",
-                                                       maintain_order="left")["id"]
-        return found.fill_null(0).to_numpy().astype(np.int64)
+        return _positions(self._items["original"], values) + 1
 
     def _histories(self, histories: Sequence[Sequence[Any]]
                    ) -> tuple[HoldoutData, np.ndarray, pl.Series]:
@@ -306,6 +295,17 @@ def load(run_dir: str | Path, *, device: str = "cpu") -> Recommender:
     model.to(target).eval()
     return Recommender(path=path, config=config, model=model, dataset=dataset, device=target,
                        checkpoint=checkpoint)
+
+
+def _positions(original: pl.Series, values: pl.Series) -> np.ndarray:
+    """Each value's position in `original` (-1 where it is not there), matched after a cast
+    to `original`'s type (ids given as text match integer ids)."""
+    if values.dtype != original.dtype:
+        values = values.cast(pl.String).cast(original.dtype, strict=False)
+    index = pl.DataFrame({"original": original}).with_row_index("position")
+    found = pl.DataFrame({"original": values}).join(index, on="original", how="left",
+                                                    maintain_order="left")["position"]
+    return found.cast(pl.Int64).fill_null(-1).to_numpy()
 
 
 def _series(values: list[Any]) -> pl.Series:

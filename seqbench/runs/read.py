@@ -99,6 +99,17 @@ def read_run(path: Path) -> RunView | None:
                    status=status)
 
 
+def read_runs(paths: list[Path]) -> list[RunView]:
+    """The runs in directories given by name; one that is no run is an error naming it."""
+    views = []
+    for path in paths:
+        view = read_run(path) if Path(path).is_dir() else None
+        if view is None:
+            raise SeqbenchError(f"{path} is not a run directory (no readable config.json)")
+        views.append(view)
+    return views
+
+
 def read_events_since(path: Path, offset: int) -> tuple[list[dict[str, Any]], int]:
     """Events in complete lines after byte `offset`, and the offset to continue from.
 

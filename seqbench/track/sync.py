@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from seqbench.errors import SeqbenchError
-from seqbench.runs.read import RunView, list_runs, read_run
+from seqbench.runs.read import RunView, list_runs, read_runs
 from seqbench.track.records import RunRecord, run_record
 from seqbench.track.target import Outcome, Target
 
@@ -88,12 +88,7 @@ def make_targets(options: SyncOptions) -> list[Target]:
 def select_runs(options: SyncOptions) -> list[RunView]:
     """The RUN directories given, else every run in --runs-dir; none is an error."""
     if options.runs:
-        views = []
-        for path in options.runs:
-            view = read_run(path) if Path(path).is_dir() else None
-            if view is None:
-                raise SeqbenchError(f"{path} is not a run directory (no readable config.json)")
-            views.append(view)
+        views = read_runs(options.runs)
         ids = [view.run_id for view in views]
         duplicates = sorted({run_id for run_id in ids if ids.count(run_id) > 1})
         if duplicates:

@@ -11,9 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from seqbench.errors import SeqbenchError
 from seqbench.report.compare.options import CompareOptions
-from seqbench.runs.read import RunView, list_runs, read_run
+from seqbench.runs.read import RunView, list_runs, read_runs
 from seqbench.runs.schema import ModelKind, pretrained_from
 
 log = logging.getLogger(__name__)
@@ -126,12 +125,7 @@ def _first(*values: Any) -> Any:
 def select_runs(options: CompareOptions) -> tuple[list[RunFacts], str]:
     """The runs to compare after filters and --last, and what they were read from (for titles)."""
     if options.runs:
-        views = []
-        for path in options.runs:
-            view = read_run(path) if Path(path).is_dir() else None
-            if view is None:
-                raise SeqbenchError(f"{path} is not a run directory (no readable config.json)")
-            views.append(view)
+        views = read_runs(options.runs)
         source = f"{len(views)} given runs"
     else:
         views = list_runs(options.runs_dir)
